@@ -1,0 +1,33 @@
+# The README's first two commands: `make demo` (the embedded default, end to end) and `make test`.
+# Both create the virtual environment on first use; nothing else needs installing by hand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+
+.PHONY: venv demo test lint report clean-demo
+
+$(BIN)/molmix: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+venv: $(BIN)/molmix
+
+demo: venv
+	$(BIN)/snakemake --cores $(CORES)
+
+lint: venv
+	$(BIN)/ruff check workflow tests bench
+	$(BIN)/ruff format --check workflow tests bench
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint --cores 1
+
+test: lint
+	$(BIN)/pytest -q
+
+report: venv
+	$(BIN)/snakemake --cores $(CORES) --report results/report.html

@@ -1,0 +1,14 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from molmix.data import download_dataset
+from molmix.runtime import start_step
+
+start_step(snakemake.threads)
+download_dataset(
+    snakemake.params.cfg,
+    snakemake.params.seed,
+    {split: snakemake.output[split] for split in ("train", "validation", "test")},
+    snakemake.output.manifest,
+)

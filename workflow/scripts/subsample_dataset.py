@@ -1,0 +1,16 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from molmix.data import subsample_dataset
+from molmix.runtime import start_step
+
+splits = ("train", "validation", "test")
+start_step(snakemake.threads)
+subsample_dataset(
+    snakemake.params.cfg,
+    snakemake.params.seed,
+    {split: snakemake.input[split] for split in splits},
+    {split: snakemake.output[split] for split in splits},
+    snakemake.output.summary,
+)
