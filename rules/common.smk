@@ -1,14 +1,13 @@
 import sys
 
-from snakemake.utils import validate
-
 # The Snakefile process imports molmix from the checkout; scripts find it through the
 # workflow/scripts/molmix link (Snakemake puts the script folder on their sys.path).
 sys.path.insert(0, f"{workflow.basedir}/workflow")
-from molmix.config import check_config
+from molmix.config import validate_config
 
-validate(config, schema="../workflow/schemas/config.schema.yaml", set_default=True)
-check_config(config)
+# JSON Schema validation with defaults filled in (workflow/schemas/config.schema.yaml), reporting
+# each bad key by its dotted path rather than Snakemake's dump of the whole schema.
+validate_config(config)
 
 DATASET = config["dataset"]["name"]
 SPLITS = ["train", "validation", "test"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -13,6 +16,39 @@ SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the key."""
+
+
+def _filling_defaults(validator_class):
+    """A validator class that fills in each property's ``default`` before validating it."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in props.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
+@cache
+def _validator():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    return _filling_defaults(jsonschema.Draft202012Validator)(schema)
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Validate ``config`` against the schema in place, filling defaults, then run :func:`check_config`.
+
+    Unlike a raw jsonschema error (which prints the whole schema), the message lists each bad key
+    by its dotted path, e.g. ``subsample.fraction: 1.5 is greater than the maximum of 1``.
+    """
+    errors = sorted(_validator().iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top level>'}: {e.message}" for e in errors]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines))
+    check_config(config)
 
 
 def check_config(config: Mapping[str, Any]) -> None:
@@ -28,10 +64,7 @@ def check_config(config: Mapping[str, Any]) -> None:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read, validate (filling defaults) and check a config file, as the Snakefile does."""
-    from snakemake.utils import validate
-
     with open(path) as fh:
         config = yaml.safe_load(fh) or {}
-    validate(config, schema=str(SCHEMA), set_default=True)
-    check_config(config)
+    validate_config(config)
     return config
