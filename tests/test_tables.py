@@ -1,0 +1,98 @@
+import pytest
+
+from molmix.tables import (
+    TableError,
+    build_table,
+    compare_with_published,
+    to_latex,
+    to_markdown,
+    write_tables,
+)
+
+CAP2MOL = {
+    "meditron": {
+        "bleu": 0.43,
+        "levenshtein": 66.16,
+        "maccs_fts": 0.35,
+        "rdk_fts": 0.29,
+        "morgan_fts": 0.19,
+        "fcd": 13.64,
+        "validity": 0.57,
+    },
+    "cpo": {
+        "bleu": 0.71,
+        "levenshtein": 42.65,
+        "maccs_fts": 0.77,
+        "rdk_fts": 0.70,
+        "morgan_fts": 0.48,
+        "fcd": 4.19,
+        "validity": 1.00,
+    },
+    "kto": {
+        "bleu": 0.23,
+        "levenshtein": 294.63,
+        "maccs_fts": 0.03,
+        "rdk_fts": 0.03,
+        "morgan_fts": 0.02,
+        "fcd": 32.64,
+        "validity": 0.06,
+    },
+}
+SPEC = {
+    "task": "cap2mol",
+    "caption": "Table 3",
+    "rows": [
+        {"label": "Meditron", "model": "meditron"},
+        {"label": "CPO", "model": "cpo"},
+        {"label": "KTO", "model": "kto"},
+    ],
+    "deltas": [{"label": "Δ_CPOvsMED", "row": "CPO", "baseline": "Meditron"}],
+}
+
+
+def test_delta_rows_follow_the_papers_table_3():
+    table = build_table(SPEC, CAP2MOL)
+    assert table["system"].tolist() == ["Meditron", "CPO", "KTO", "Δ_CPOvsMED"]
+    delta = table[table["kind"] == "delta"].iloc[0]
+    assert delta["bleu"] == pytest.approx(28.0)  # points: 0.71 - 0.43
+    assert delta["maccs_fts"] == pytest.approx(42.0)  # the paper prints +42%
+    assert delta["fcd"] == pytest.approx(-9.45)  # metric units, as the paper's -9.45
+    assert delta["levenshtein"] == pytest.approx(42.65 - 66.16)
+
+
+def test_best_values_respect_metric_direction():
+    markdown = to_markdown(build_table(SPEC, CAP2MOL), "cap2mol")
+    cpo_line = next(line for line in markdown.splitlines() if "| CPO |" in line)
+    assert "**42.65**" in cpo_line and "**4.19**" in cpo_line and "**1.00**" in cpo_line
+    assert "Levenshtein ↓" in markdown and "BLEU ↑" in markdown
+    assert "| Δ_CPOvsMED | +28% | -23.51 |" in markdown
+
+
+def test_latex_is_booktabs_with_escaped_symbols():
+    latex = to_latex(build_table(SPEC, CAP2MOL), "cap2mol", "Table 3")
+    assert r"\toprule" in latex and r"\bottomrule" in latex and latex.count(r"\midrule") == 2
+    assert r"$\Delta$\_CPOvsMED" in latex and r"+28\%" in latex and r"\textbf{4.19}" in latex
+
+
+def test_missing_model_or_metric_is_a_clear_error():
+    with pytest.raises(TableError, match="no scores for model 'kto'"):
+        build_table(SPEC, {k: v for k, v in CAP2MOL.items() if k != "kto"})
+    broken = {**CAP2MOL, "cpo": {k: v for k, v in CAP2MOL["cpo"].items() if k != "fcd"}}
+    with pytest.raises(TableError, match=r"lack metric\(s\) \['fcd'\]"):
+        build_table(SPEC, broken)
+    bad_delta = {**SPEC, "deltas": [{"label": "Δ", "row": "SLERP+CPO", "baseline": "CPO"}]}
+    with pytest.raises(TableError, match="'SLERP\\+CPO' is not a row"):
+        build_table(bad_delta, CAP2MOL)
+
+
+def test_published_comparison_and_files(tmp_path):
+    spec = {**SPEC, "published": {"CPO": {"bleu": 0.71, "fcd": 4.19}}}
+    comparison = compare_with_published(build_table(spec, CAP2MOL), "cap2mol", spec["published"])
+    assert comparison["difference"].abs().max() == pytest.approx(0.0)
+    write_tables({"table3": spec}, CAP2MOL, tmp_path, ["table3"])
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "table3.md",
+        "table3.tex",
+        "table3.csv",
+        "table3.published.md",
+    }

@@ -1,0 +1,230 @@
+"""The paper's result tables (Tables 2-5) from corpus-level score summaries.
+
+A table is configuration: a task, a list of rows (a label and the evaluated model that fills it,
+optionally grouped, e.g. TIES / SLERP), and Δ rows comparing two labelled rows. Scores come from the
+scoring stage's JSON summaries. Δ follows the paper: the absolute difference ``row - baseline``,
+in percentage points for metrics bounded in [0, 1] and in the metric's own units for Levenshtein
+and FCD (e.g. Table 3, Δ_CPOvsMED: 0.71 - 0.43 BLEU is "+29%", 4.19 - 13.64 FCD is "-9.45").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # key in the scoring summary JSON
+    label: str
+    higher_is_better: bool
+    bounded: bool = True  # in [0, 1]: Δ shown in percentage points
+
+    @property
+    def header(self) -> str:
+        return f"{self.label} {'↑' if self.higher_is_better else '↓'}"
+
+
+METRICS = {
+    "mol2cap": [
+        Metric("bleu2", "BLEU-2", True),
+        Metric("bleu4", "BLEU-4", True),
+        Metric("rouge1", "ROUGE-1", True),
+        Metric("rouge2", "ROUGE-2", True),
+        Metric("rougeL", "ROUGE-L", True),
+        Metric("meteor", "METEOR", True),
+    ],
+    "cap2mol": [
+        Metric("bleu", "BLEU", True),
+        Metric("levenshtein", "Levenshtein", False, bounded=False),
+        Metric("maccs_fts", "MACCS FTS", True),
+        Metric("rdk_fts", "RDK FTS", True),
+        Metric("morgan_fts", "Morgan FTS", True),
+        Metric("fcd", "FCD", False, bounded=False),
+        Metric("validity", "Validity", True),
+    ],
+}
+
+
+class TableError(ValueError):
+    """A table specification that does not match the available scores."""
+
+
+def load_scores(paths: Mapping[str, str | Path]) -> dict[str, dict[str, Any]]:
+    """Summaries keyed by model name, from a {model: summary JSON path} mapping."""
+    return {model: json.loads(Path(path).read_text()) for model, path in paths.items()}
+
+
+def delta(metric: Metric, value: float, baseline: float) -> float:
+    """The paper's Δ: absolute difference, in points (x100) for [0, 1] metrics."""
+    difference = value - baseline
+    return difference * 100 if metric.bounded else difference
+
+
+def build_table(spec: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One table as a frame: a row per system (group, label), a column per metric, then Δ rows.
+
+    ``spec``: {task, rows: [{label, model, group?}], deltas: [{label, row, baseline}]}.
+    """
+    metrics = METRICS[spec["task"]]
+    records = []
+    values: dict[str, dict[str, float]] = {}
+    for row in spec["rows"]:
+        summary = scores.get(row["model"])
+        if summary is None:
+            raise TableError(f"table row {row['label']!r}: no scores for model {row['model']!r}")
+        missing = [m.key for m in metrics if m.key not in summary]
+        if missing:
+            raise TableError(f"scores of model {row['model']!r} lack metric(s) {missing}")
+        values[row["label"]] = {m.key: float(summary[m.key]) for m in metrics}
+        records.append(
+            {"group": row.get("group", ""), "system": row["label"], "kind": "score", **values[row["label"]]}
+        )
+    for comparison in spec.get("deltas", []):
+        for side in ("row", "baseline"):
+            if comparison[side] not in values:
+                raise TableError(
+                    f"Δ {comparison['label']!r}: {side} {comparison[side]!r} is not a row of the table"
+                )
+        row, base = values[comparison["row"]], values[comparison["baseline"]]
+        records.append(
+            {
+                "group": "",
+                "system": comparison["label"],
+                "kind": "delta",
+                **{m.key: delta(m, row[m.key], base[m.key]) for m in metrics},
+            }
+        )
+    return pd.DataFrame.from_records(records, columns=["group", "system", "kind", *[m.key for m in metrics]])
+
+
+def best_rows(table: pd.DataFrame, task: str) -> dict[str, set[int]]:
+    """Indices of the best score row(s) per metric (ties all marked; NaN never best)."""
+    scores = table[table["kind"] == "score"]
+    best = {}
+    for metric in METRICS[task]:
+        column = scores[metric.key].dropna()
+        if column.empty:
+            best[metric.key] = set()
+            continue
+        target = column.max() if metric.higher_is_better else column.min()
+        best[metric.key] = set(column.index[column == target])
+    return best
+
+
+def _format(value: float, metric: Metric, kind: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if kind == "delta":
+        return f"{value:+.0f}%" if metric.bounded else f"{value:+.2f}"
+    return f"{value:.2f}"
+
+
+def _cells(table: pd.DataFrame, task: str, bold: str) -> list[list[str]]:
+    best = best_rows(table, task)
+    rows = []
+    for index, record in table.iterrows():
+        cells = [record["group"], record["system"]]
+        for metric in METRICS[task]:
+            text = _format(record[metric.key], metric, record["kind"])
+            if index in best[metric.key]:
+                text = bold.format(text)
+            cells.append(text)
+        rows.append(cells)
+    return rows
+
+
+def to_markdown(table: pd.DataFrame, task: str) -> str:
+    headers = ["", "Method", *[m.header for m in METRICS[task]]]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(table, task, "**{}**")]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(table: pd.DataFrame, task: str, caption: str) -> str:
+    """A booktabs table; best values in bold, Δ rows after a midrule."""
+    metrics = METRICS[task]
+    escape = {"%": r"\%", "Δ": r"$\Delta$", "_": r"\_", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "&": r"\&"}
+
+    def tex(text: str) -> str:
+        for old, new in escape.items():
+            text = text.replace(old, new)
+        return text
+
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\begin{tabular}{ll" + "r" * len(metrics) + "}",
+        r"\toprule",
+        " & ".join(["", "Method", *[tex(m.header) for m in metrics]]) + r" \\",
+        r"\midrule",
+    ]
+    first_delta = True
+    for record, cells in zip(table.to_dict("records"), _cells(table, task, r"\textbf{{{}}}"), strict=True):
+        if record["kind"] == "delta" and first_delta:
+            lines.append(r"\midrule")
+            first_delta = False
+        lines.append(
+            " & ".join(tex(c) if not c.startswith(r"\textbf") else c.replace("%", r"\%") for c in cells)
+            + r" \\"
+        )
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{tex(caption)}}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def compare_with_published(
+    table: pd.DataFrame, task: str, published: Mapping[str, Mapping[str, float]]
+) -> pd.DataFrame:
+    """Ours next to the paper's reported values, per system and metric, with the difference."""
+    records = []
+    for record in table[table["kind"] == "score"].to_dict("records"):
+        reported = published.get(record["system"])
+        if not reported:
+            continue
+        for metric in METRICS[task]:
+            if metric.key in reported:
+                ours, theirs = record[metric.key], float(reported[metric.key])
+                records.append(
+                    {
+                        "system": record["system"],
+                        "metric": metric.label,
+                        "ours": ours,
+                        "published": theirs,
+                        "difference": ours - theirs,
+                    }
+                )
+    return pd.DataFrame.from_records(records, columns=["system", "metric", "ours", "published", "difference"])
+
+
+def write_tables(
+    specs: Mapping[str, Mapping[str, Any]],
+    scores: Mapping[str, Mapping[str, Any]],
+    out_dir: str | Path,
+    names: Sequence[str],
+) -> dict[str, pd.DataFrame]:
+    """Write Markdown, LaTeX and CSV (and the published comparison, if given) for each named table."""
+    from molmix.artifacts import write_text
+
+    out = Path(out_dir)
+    built = {}
+    for name in names:
+        spec = specs[name]
+        table = build_table(spec, scores)
+        task = spec["task"]
+        caption = spec.get("caption", name)
+        write_text(out / f"{name}.md", f"{caption}\n\n" + to_markdown(table, task))
+        write_text(out / f"{name}.tex", to_latex(table, task, caption))
+        write_text(out / f"{name}.csv", table.to_csv(index=False))
+        if spec.get("published"):
+            comparison = compare_with_published(table, task, spec["published"])
+            write_text(
+                out / f"{name}.published.md", comparison.to_markdown(index=False, floatfmt=".3f") + "\n"
+            )
+        built[name] = table
+    return built
