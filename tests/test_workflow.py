@@ -67,3 +67,13 @@ def test_lint_is_clean():
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_data_stage_is_byte_identical_across_runs(tmp_path, write_config):
+    config = write_config({"dataset.demo.n_molecules": 300, "subsample.test_size": 20})
+    outputs = []
+    for run in ("first", "second"):
+        workdir = tmp_path / run
+        run_snakemake(workdir, "results/data/demo/test.parquet", configfile=config)
+        outputs.append({s: (workdir / f"results/data/demo/{s}.parquet").read_bytes() for s in ("train", "test")})
+    assert outputs[0] == outputs[1]
