@@ -11,6 +11,9 @@ report: "workflow/report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/bootstrap.smk"
+include: "rules/negatives.smk"
+include: "rules/merge.smk"
 
 
 rule all:

@@ -1,9 +1,12 @@
+import os
 import sys
 
 # The Snakefile process imports molmix from the checkout; scripts find it through the
 # workflow/scripts/molmix link (Snakemake puts the script folder on their sys.path).
 sys.path.insert(0, f"{workflow.basedir}/workflow")
 from molmix.config import validate_config
+from molmix.lm import local_model_name
+from molmix.merge import merge_specs
 
 # JSON Schema validation with defaults filled in (workflow/schemas/config.schema.yaml), reporting
 # each bad key by its dotted path rather than Snakemake's dump of the whole schema.
@@ -11,15 +14,110 @@ validate_config(config)
 
 DATASET = config["dataset"]["name"]
 SPLITS = ["train", "validation", "test"]
+TASKS = ["mol2cap", "cap2mol"]
+MODELS = config["models"]
+MERGES = merge_specs(config["merge"])
 
 
 wildcard_constraints:
     dataset=DATASET,
     split="|".join(SPLITS),
+    task="|".join(TASKS),
+    merge="|".join(MERGES) or "NONE",
+
+
+def scaled(amount):
+    """A resource that grows with the attempt number (memory in MB, runtime in minutes)."""
+    return lambda wildcards, attempt: amount * attempt
+
+
+def hub_models():
+    """Folder name under resources/models/ -> Hub id, for every model the config takes from the Hub."""
+    ids = []
+    if MODELS["base"]["source"] == "hub":
+        ids.append(MODELS["base"]["id"])
+    for role in ("pertask", "negative"):
+        if MODELS[role]["source"] == "hub":
+            ids += MODELS[role]["ids"].values()
+    return {local_model_name(i): i for i in ids}
+
+
+def hub_repo_id(wildcards):
+    return hub_models()[wildcards.hub_model]
+
+
+def merge_spec(wildcards):
+    """The configuration of one merge only, so editing it re-runs that merge alone."""
+    return MERGES[wildcards.merge]
+
+
+def hub_or_local(repo_id):
+    """A local folder as is; a Hub id through the download_model rule's folder."""
+    return (
+        repo_id
+        if os.path.isdir(repo_id)
+        else f"resources/models/{local_model_name(repo_id)}"
+    )
+
+
+def base_model_dir():
+    base = MODELS["base"]
+    return (
+        hub_or_local(base["id"])
+        if base["source"] == "hub"
+        else f"results/models/{DATASET}/base"
+    )
+
+
+def init_model_dirs():
+    """The untrained base of the embedded default (the learning check's floor), else nothing."""
+    return (
+        [f"results/models/{DATASET}/init"]
+        if MODELS["base"]["source"] == "build"
+        else []
+    )
+
+
+def pertask_model_dir(task):
+    pertask = MODELS["pertask"]
+    if pertask["source"] == "hub":
+        return hub_or_local(pertask["ids"][task])
+    return f"results/models/{DATASET}/pertask/{task}"
+
+
+def negative_model_dir(task):
+    negative = MODELS["negative"]
+    if negative["source"] == "hub":
+        return hub_or_local(negative["ids"][task])
+    return f"results/models/{DATASET}/negative/{task}"
+
+
+def negative_model_for(wildcards):
+    return negative_model_dir(wildcards.task)
+
+
+def negative_model_name(wildcards):
+    negative = MODELS["negative"]
+    return (
+        negative["ids"][wildcards.task]
+        if negative["source"] == "hub"
+        else f"tiny-t5-{wildcards.task}"
+    )
+
+
+def merged_model_dir(merge):
+    return f"results/models/{DATASET}/merged/{merge}"
 
 
 def get_final_output():
     """Every target of the configured experiment."""
-    return expand(
+    targets = expand(
         "results/data/{dataset}/{split}.parquet", dataset=DATASET, split=SPLITS
     )
+    targets += expand(
+        "results/negatives/{dataset}/{task}.parquet", dataset=DATASET, task=TASKS
+    )
+    targets += [merged_model_dir(m) for m in MERGES]
+    if MODELS["pertask"]["source"] == "train":
+        targets.append(f"results/models/{DATASET}/learning_check.json")
+    return targets

@@ -75,5 +75,7 @@ def test_data_stage_is_byte_identical_across_runs(tmp_path, write_config):
     for run in ("first", "second"):
         workdir = tmp_path / run
         run_snakemake(workdir, "results/data/demo/test.parquet", configfile=config)
-        outputs.append({s: (workdir / f"results/data/demo/{s}.parquet").read_bytes() for s in ("train", "test")})
+        outputs.append(
+            {s: (workdir / f"results/data/demo/{s}.parquet").read_bytes() for s in ("train", "test")}
+        )
     assert outputs[0] == outputs[1]

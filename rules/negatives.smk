@@ -1,0 +1,45 @@
+rule train_negative_model:
+    input:
+        tokenizer="results/models/{dataset}/tokenizer",
+        train="resources/datasets/{dataset}/raw/train.parquet",
+    output:
+        model=directory("results/models/{dataset}/negative/{task}"),
+        history="results/models/{dataset}/negative/{task}.history.csv",
+    log:
+        "logs/train_negative_model/{dataset}/{task}.log",
+    benchmark:
+        "benchmarks/train_negative_model/{dataset}/{task}.tsv"
+    conda:
+        "../envs/molmix.yaml"
+    threads: 2
+    params:
+        cfg=lookup(dpath="models/negative/training", within=config),
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/train_negative_model.py"
+
+
+rule generate_negatives:
+    input:
+        model=negative_model_for,
+        train="results/data/{dataset}/train.parquet",
+    output:
+        pairs="results/negatives/{dataset}/{task}.parquet",
+        summary="results/negatives/{dataset}/{task}.json",
+    log:
+        "logs/generate_negatives/{dataset}/{task}.log",
+    benchmark:
+        "benchmarks/generate_negatives/{dataset}/{task}.tsv"
+    conda:
+        "../envs/molmix.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=scaled(16000),
+        runtime=scaled(120),
+    params:
+        cfg=lookup(dpath="negatives", within=config),
+        negative_model=negative_model_name,
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/generate_negatives.py"

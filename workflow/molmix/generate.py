@@ -1,0 +1,119 @@
+"""Batched generation for causal (left-padded) and seq2seq models, and the generation step.
+
+Decoding stops at EOS; for causal models the continuation is also cut at the template's next
+``### `` section. Post-processing only trims surrounding whitespace: characters inside a response
+(``#`` triple bonds, brackets, quotes) are never altered. Empty outputs and outputs that hit the
+token limit are kept and flagged, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from molmix.prompts import build_prompt, extract_response, source_and_target
+
+log = logging.getLogger(__name__)
+
+
+def is_seq2seq(model_dir: str | Path) -> bool:
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    return bool(config.get("is_encoder_decoder"))
+
+
+def load_generator(model_dir: str | Path):
+    """(model, tokenizer, seq2seq?) ready for batched generation on the available device."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    from molmix.lm import check_model_dir, load_tokenizer
+
+    check_model_dir(model_dir)
+    seq2seq = is_seq2seq(model_dir)
+    tokenizer = load_tokenizer(model_dir, padding_side="right" if seq2seq else "left")
+    cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = cls.from_pretrained(str(model_dir), dtype=dtype)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return model, tokenizer, seq2seq
+
+
+def generate_texts(
+    model, tokenizer, seq2seq: bool, prompts: Sequence[str], cfg: Mapping[str, Any]
+) -> tuple[list[str], list[bool], dict[str, float]]:
+    """Responses for ``prompts``, whether each hit ``max_new_tokens``, and throughput statistics."""
+    import torch
+
+    responses, truncated = [], []
+    new_tokens = 0
+    start = time.perf_counter()
+    batch_size = cfg["batch_size"]
+    for begin in tqdm(range(0, len(prompts), batch_size), desc="generate", mininterval=5):
+        batch = list(prompts[begin : begin + batch_size])
+        encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=seq2seq)
+        encoded = {k: v.to(model.device) for k, v in encoded.items() if k != "token_type_ids"}
+        with torch.inference_mode():
+            output = model.generate(
+                **encoded,
+                max_new_tokens=cfg["max_new_tokens"],
+                num_beams=cfg.get("num_beams", 1),
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        generated = output if seq2seq else output[:, encoded["input_ids"].shape[1] :]
+        for row in generated:
+            tokens = row[row != tokenizer.pad_token_id]
+            stopped = bool((tokens == tokenizer.eos_token_id).any())
+            length = int(len(tokens))
+            new_tokens += length
+            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            responses.append(extract_response(text))
+            truncated.append(not stopped and length >= cfg["max_new_tokens"])
+    seconds = time.perf_counter() - start
+    stats = {
+        "seconds": seconds,
+        "new_tokens": new_tokens,
+        "tokens_per_second": new_tokens / max(seconds, 1e-9),
+    }
+    log.info(
+        "generated %d outputs, %d tokens, %.0f tokens/s",
+        len(responses),
+        new_tokens,
+        stats["tokens_per_second"],
+    )
+    return responses, truncated, stats
+
+
+def generate_for_pairs(
+    model_dir: str | Path, pairs: pd.DataFrame, task: str, cfg: Mapping[str, Any], name: str
+):
+    """A ``generations`` frame for ``task`` on every pair, plus throughput statistics."""
+    model, tokenizer, seq2seq = load_generator(model_dir)
+    sources, references = zip(
+        *(source_and_target(task, s, c) for s, c in zip(pairs["smiles"], pairs["caption"], strict=True)),
+        strict=True,
+    )
+    # seq2seq models (MolT5, TxtChem-T5) take the raw input; causal models the instruction prompt
+    prompts = list(sources) if seq2seq else [build_prompt(task, source) for source in sources]
+    predictions, truncated, stats = generate_texts(model, tokenizer, seq2seq, prompts, cfg)
+    frame = pd.DataFrame(
+        {
+            "id": pairs["id"].tolist(),
+            "task": task,
+            "input": list(sources),
+            "reference": list(references),
+            "prediction": predictions,
+            "model": name,
+            "empty": [not p for p in predictions],
+            "truncated": truncated,
+        }
+    )
+    return frame, stats

@@ -1,0 +1,166 @@
+"""Merging the two per-task models into a universal one with mergekit (§3.2.1, Fig. 2, Appx. A).
+
+Methods: ``slerp`` (spherical interpolation between the Mol2Cap and Cap2Mol models), ``ties``
+(trim each task vector to its top ``density`` share, elect signs, merge; needs the shared base),
+``task_arithmetic`` (weighted sum of task vectors on the base) and ``linear`` (the model-soup baseline).
+
+Mixing ratio r1:r2 (Mol2Cap:Cap2Mol, e.g. the paper's 1:18) maps onto mergekit as follows; the
+author's code does not show it, so this is our definition:
+- slerp: the Mol2Cap model is mergekit's ``base_model`` (t = 0) and the Cap2Mol model the far end
+  (t = 1), so ``t = r2 / (r1 + r2)`` (1:18 -> t = 0.947), on every layer (or a per-layer gradient list).
+- ties / task_arithmetic / linear: model weights ``w1 = r1 / (r1 + r2)``, ``w2 = r2 / (r1 + r2)``.
+
+The exact mergekit YAML is written into each merged model's folder (``mergekit.yaml``), so a merge
+can be re-run by hand with ``mergekit-yaml``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from molmix.artifacts import atomic_directory
+from molmix.lm import ModelError, check_model_dir
+
+log = logging.getLogger(__name__)
+
+METHODS = ("slerp", "ties", "task_arithmetic", "linear")
+ARCHITECTURE_KEYS = (
+    "model_type",
+    "architectures",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+)
+
+
+def merge_specs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every configured merge by name: the named merges, then one per ratio of the sweep.
+
+    Sweep merges are named ``<method>-<r1>to<r2>`` (e.g. ``slerp-1to18``).
+    """
+    specs = {name: dict(spec) for name, spec in cfg["merges"].items()}
+    sweep = cfg.get("ratio_sweep") or {}
+    for r1, r2 in sweep.get("ratios", []):
+        name = f"{sweep['method']}-{r1:g}to{r2:g}"
+        specs[name] = {**{k: v for k, v in sweep.items() if k != "ratios"}, "ratio": [r1, r2]}
+    for name, spec in specs.items():
+        ratio_weights(tuple(spec["ratio"]))  # reject zero or negative parts at parse time
+        if spec["method"] == "ties" and not 0 < spec.get("density", 0.2) <= 1:
+            raise ValueError(f"merge {name!r}: density must be in (0, 1]")
+    return specs
+
+
+def ratio_weights(ratio: tuple[float, float]) -> tuple[float, float]:
+    r1, r2 = ratio
+    if r1 <= 0 or r2 <= 0:
+        raise ValueError(f"mixing ratio {r1}:{r2}: both parts must be positive")
+    return r1 / (r1 + r2), r2 / (r1 + r2)
+
+
+def _tokenizer_fingerprint(path: Path) -> str:
+    files = [
+        path / name for name in ("tokenizer.json", "tokenizer.model", "vocab.json") if (path / name).exists()
+    ]
+    if not files:
+        raise ModelError(f"{path}: model folder has no tokenizer file")
+    return hashlib.sha256(files[0].read_bytes()).hexdigest()
+
+
+def check_compatible(paths: Mapping[str, str | Path]) -> None:
+    """The models share architecture, sizes, vocabulary and tokenizer, or a ModelError says which differ."""
+    configs, tokenizers = {}, {}
+    for role, path in paths.items():
+        path = check_model_dir(path)
+        configs[role] = json.loads((path / "config.json").read_text())
+        tokenizers[role] = _tokenizer_fingerprint(path)
+    roles = list(paths)
+    first = roles[0]
+    for role in roles[1:]:
+        for key in ARCHITECTURE_KEYS:
+            if configs[role].get(key) != configs[first].get(key):
+                raise ModelError(
+                    f"cannot merge {paths[first]} and {paths[role]}: {key} differs "
+                    f"({configs[first].get(key)!r} vs {configs[role].get(key)!r})"
+                )
+        if tokenizers[role] != tokenizers[first]:
+            raise ModelError(f"cannot merge {paths[first]} and {paths[role]}: their tokenizers differ")
+
+
+def mergekit_config(
+    spec: Mapping[str, Any], mol2cap: str, cap2mol: str, base: str | None, dtype: str = "float32"
+) -> dict[str, Any]:
+    """The mergekit YAML (as a dict) for one merge ``spec``: {method, ratio, t?, density?, normalize?}."""
+    method = spec["method"]
+    if method not in METHODS:
+        raise ValueError(f"merge method {method!r} not in {METHODS}")
+    w1, w2 = ratio_weights(tuple(spec["ratio"]))
+    if method == "slerp":
+        t = w2 if spec.get("t") is None else spec["t"]
+        return {
+            "merge_method": "slerp",
+            "base_model": mol2cap,
+            "models": [{"model": mol2cap}, {"model": cap2mol}],
+            "parameters": {"t": t},
+            "dtype": dtype,
+        }
+    if method == "linear":
+        return {
+            "merge_method": "linear",
+            "models": [
+                {"model": mol2cap, "parameters": {"weight": w1}},
+                {"model": cap2mol, "parameters": {"weight": w2}},
+            ],
+            "dtype": dtype,
+        }
+    if not base:
+        raise ValueError(f"merge method {method!r} needs the shared base model")
+    per_model = {"density": spec["density"]} if method == "ties" else {}
+    return {
+        "merge_method": method,
+        "base_model": base,
+        "models": [
+            {"model": mol2cap, "parameters": {**per_model, "weight": w1}},
+            {"model": cap2mol, "parameters": {**per_model, "weight": w2}},
+        ],
+        "parameters": {"normalize": spec.get("normalize", True)},
+        "dtype": dtype,
+    }
+
+
+def merge_models(
+    spec: Mapping[str, Any], mol2cap: str, cap2mol: str, base: str | None, out_dir: str | Path, seed: int
+) -> dict[str, Any]:
+    """Run one merge with mergekit into ``out_dir`` (atomically) and return its YAML dict."""
+    import torch
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import MergeOptions, run_merge
+
+    models = {"mol2cap": mol2cap, "cap2mol": cap2mol, **({"base": base} if base else {})}
+    check_compatible(models)
+    config = mergekit_config(
+        spec, mol2cap, cap2mol, base if spec["method"] in ("ties", "task_arithmetic") else None
+    )
+    log.info("mergekit config:\n%s", yaml.safe_dump(config, sort_keys=False))
+    options = MergeOptions(
+        cuda=torch.cuda.is_available(),
+        copy_tokenizer=True,
+        lazy_unpickle=True,
+        low_cpu_memory=True,
+        random_seed=seed,
+        write_model_card=False,
+        quiet=True,
+    )
+    with atomic_directory(out_dir) as tmp:
+        run_merge(MergeConfiguration.model_validate(config), str(tmp), options=options)
+        (tmp / "mergekit.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return config

@@ -1,0 +1,162 @@
+"""Synthetic dispreferred outputs from a seq2seq model (§4.1, Fig. 1 bottom).
+
+Paper scale: MolT5 (LPM-24 fine-tunes) generates, for every subsampled training input, the output
+that becomes the rejected side of a preference pair; the gold target is the chosen side. The
+embedded default trains a tiny T5 per direction briefly, so its outputs are plausible but wrong.
+SMILES are used exactly as generated (the author's post-processing deleted ``#``, i.e. triple bonds;
+we do not).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from molmix.artifacts import atomic_directory
+from molmix.generate import generate_texts, load_generator
+from molmix.lm import load_tokenizer, training_arguments
+from molmix.prompts import build_prompt, source_and_target
+
+log = logging.getLogger(__name__)
+
+
+def train_seq2seq(
+    tokenizer_dir: str | Path,
+    pairs: pd.DataFrame,
+    task: str,
+    cfg: Mapping[str, Any],
+    seed: int,
+    out_dir: str | Path,
+    work_dir: str | Path,
+) -> pd.DataFrame:
+    """Train a tiny T5 from scratch on ``task`` (raw source -> target); returns the log history."""
+    import torch
+    from datasets import Dataset
+    from transformers import (
+        DataCollatorForSeq2Seq,
+        Seq2SeqTrainer,
+        Seq2SeqTrainingArguments,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    from molmix.lm import last_checkpoint
+
+    tokenizer = load_tokenizer(tokenizer_dir)
+    torch.manual_seed(seed)
+    arch = cfg["architecture"]
+    model = T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=arch["d_model"],
+            d_ff=arch["d_ff"],
+            d_kv=arch["d_model"] // arch["num_heads"],
+            num_layers=arch["num_layers"],
+            num_decoder_layers=arch["num_layers"],
+            num_heads=arch["num_heads"],
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+        )
+    )
+    sources, targets = zip(
+        *(source_and_target(task, s, c) for s, c in zip(pairs["smiles"], pairs["caption"], strict=True)),
+        strict=True,
+    )
+
+    def encode(batch):
+        features = tokenizer(batch["source"], truncation=True, max_length=cfg["max_length"])
+        labels = tokenizer(
+            [t + tokenizer.eos_token for t in batch["target"]], truncation=True, max_length=cfg["max_length"]
+        )
+        features["labels"] = labels["input_ids"]
+        return features
+
+    dataset = Dataset.from_dict({"source": list(sources), "target": list(targets)})
+    dataset = dataset.map(encode, batched=True, remove_columns=["source", "target"])
+    args = Seq2SeqTrainingArguments(**training_arguments(cfg, work_dir, seed))
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
+        processing_class=tokenizer,
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(work_dir))
+    with atomic_directory(out_dir) as tmp:
+        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return pd.DataFrame(trainer.state.log_history)
+
+
+def preference_pairs(
+    pairs: pd.DataFrame, task: str, rejected: list[str], negative_model: str
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``negatives`` rows (prompt, chosen = gold, rejected = model output); identical pairs dropped."""
+    sources, chosen = zip(
+        *(source_and_target(task, s, c) for s, c in zip(pairs["smiles"], pairs["caption"], strict=True)),
+        strict=True,
+    )
+    frame = pd.DataFrame(
+        {
+            "id": pairs["id"].tolist(),
+            "task": task,
+            "prompt": [build_prompt(task, s) for s in sources],
+            "chosen": list(chosen),
+            "rejected": rejected,
+            "negative_model": negative_model,
+        }
+    )
+    same = frame["chosen"] == frame["rejected"]
+    empty = frame["rejected"].str.strip() == ""
+    counts = {
+        "inputs": len(frame),
+        "rejected_equals_chosen": int(same.sum()),
+        "empty_rejected": int(empty.sum()),
+    }
+    if same.any():
+        log.info("%s: dropped %d pairs whose rejected output equals the gold target", task, int(same.sum()))
+    kept = frame[~same].reset_index(drop=True)
+    counts["pairs"] = len(kept)
+    return kept, counts
+
+
+def generate_negatives(
+    model_dir: str | Path, pairs: pd.DataFrame, task: str, cfg: Mapping[str, Any], negative_model: str
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Generate the rejected outputs for every input of ``pairs`` and build the preference pairs."""
+    model, tokenizer, seq2seq = load_generator(model_dir)
+    sources = [
+        source_and_target(task, s, c)[0] for s, c in zip(pairs["smiles"], pairs["caption"], strict=True)
+    ]
+    inputs = sources if seq2seq else [build_prompt(task, s) for s in sources]
+    rejected, truncated, stats = generate_texts(model, tokenizer, seq2seq, inputs, cfg)
+    frame, counts = preference_pairs(pairs, task, rejected, negative_model)
+    return frame, {**counts, "truncated": int(sum(truncated)), **stats}
+
+
+def negatives_step(
+    model_dir: str,
+    train_path: str,
+    task: str,
+    cfg: Mapping[str, Any],
+    negative_model: str,
+    seed: int,
+    out_pairs: str,
+    out_summary: str,
+) -> None:
+    """Preference pairs for every subsampled training input of ``task``."""
+    from molmix.artifacts import read_artifact, write_artifact, write_json
+
+    pairs = read_artifact(train_path, "pairs")
+    frame, summary = generate_negatives(model_dir, pairs, task, cfg, negative_model)
+    if frame.empty:
+        raise ValueError(
+            f"{train_path}: no preference pairs left for {task} (all rejected outputs equal the gold)"
+        )
+    write_artifact(frame, out_pairs, "negatives", params=cfg, seed=seed)
+    write_json(out_summary, summary)

@@ -1,0 +1,66 @@
+"""The paper's instruction templates (Appx. F), in the Alpaca layout of the Meditron-LPM24 checkpoints.
+
+One place for every prompt: per-task training, negatives, alignment and generation all call
+:func:`build_prompt`, so a model always sees at inference exactly the text it was trained on.
+"""
+
+from __future__ import annotations
+
+TASKS = ("mol2cap", "cap2mol")
+
+PREAMBLE = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request."
+)
+INSTRUCTIONS = {
+    "mol2cap": (
+        "You are a researcher. You can come up captions based on your existing knowledge. "
+        "Captions are given against the following input. You should be as detailed as possible."
+    ),
+    "cap2mol": (
+        "You are a researcher. You can come up molecule smile strings based on your existing knowledge. "
+        "Molecule smile strings are given against the following input. You should be as detailed as possible."
+    ),
+}
+INPUTS = {
+    "mol2cap": "Molecule: {source}\nIn that molecule, could you formulate a caption about?",
+    "cap2mol": "Caption: {source}\nIn that caption, could you generate a molecule smile string?",
+}
+RESPONSE_MARKER = "### Response:\n"
+SECTION_MARKER = "### "  # a new section after the response ends it
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    return task
+
+
+def build_prompt(task: str, source: str) -> str:
+    """The full instruction prompt for ``source`` (a SMILES for mol2cap, a caption for cap2mol)."""
+    check_task(task)
+    return (
+        f"{PREAMBLE}\n\n### Instruction:\n{INSTRUCTIONS[task]}\n\n"
+        f"### Input:\n{INPUTS[task].format(source=source)}\n\n{RESPONSE_MARKER}"
+    )
+
+
+def source_and_target(task: str, smiles: str, caption: str) -> tuple[str, str]:
+    """(input, expected output) of a molecule-caption pair for ``task``."""
+    return (smiles, caption) if check_task(task) == "mol2cap" else (caption, smiles)
+
+
+def prompt_completion(task: str, smiles: str, caption: str) -> tuple[str, str]:
+    """(prompt, completion) for supervised training on one pair."""
+    source, target = source_and_target(task, smiles, caption)
+    return build_prompt(task, source), target
+
+
+def extract_response(text: str) -> str:
+    """The response part of a generated continuation: up to the next ``### `` section, unaltered.
+
+    Only surrounding whitespace is removed; characters inside the response (``#``, brackets, quotes in
+    SMILES) are kept exactly.
+    """
+    end = text.find(SECTION_MARKER)
+    return (text if end < 0 else text[:end]).strip()

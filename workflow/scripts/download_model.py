@@ -1,0 +1,9 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from molmix.lm import download_model
+from molmix.runtime import start_step
+
+start_step(snakemake.threads)
+download_model(snakemake.params.repo_id, snakemake.output[0])
