@@ -7,12 +7,13 @@ CORES ?= 2
 
 .PHONY: venv demo test lint report clean-demo
 
-$(BIN)/molmix: requirements.lock pyproject.toml
+$(BIN)/molmix: requirements.lock pyproject.toml tools/install_wordnet.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
+	tools/install_wordnet.sh $(VENV)
 	touch $@
 
 venv: $(BIN)/molmix

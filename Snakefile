@@ -14,6 +14,8 @@ include: "rules/data.smk"
 include: "rules/bootstrap.smk"
 include: "rules/negatives.smk"
 include: "rules/merge.smk"
+include: "rules/align.smk"
+include: "rules/generate.smk"
 
 
 rule all:

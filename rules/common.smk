@@ -17,6 +17,12 @@ SPLITS = ["train", "validation", "test"]
 TASKS = ["mol2cap", "cap2mol"]
 MODELS = config["models"]
 MERGES = merge_specs(config["merge"])
+ALIGNED = [
+    (run["init"], method)
+    for run in config["align"]["runs"]
+    for method in run["methods"]
+]
+BASELINES = config["baselines"]
 
 
 wildcard_constraints:
@@ -24,6 +30,8 @@ wildcard_constraints:
     split="|".join(SPLITS),
     task="|".join(TASKS),
     merge="|".join(MERGES) or "NONE",
+    init="|".join(sorted({init for init, _ in ALIGNED})) or "NONE",
+    method="sft|dpo|cpo|kto",
 
 
 def scaled(amount):
@@ -39,7 +47,9 @@ def hub_models():
     for role in ("pertask", "negative"):
         if MODELS[role]["source"] == "hub":
             ids += MODELS[role]["ids"].values()
-    return {local_model_name(i): i for i in ids}
+    for tasks in BASELINES.values():
+        ids += [i for i in tasks.values() if i not in ("pertask", "negative", "base")]
+    return {local_model_name(i): i for i in ids if not os.path.isdir(i)}
 
 
 def hub_repo_id(wildcards):
@@ -109,6 +119,59 @@ def merged_model_dir(merge):
     return f"results/models/{DATASET}/merged/{merge}"
 
 
+def init_model_dir(init):
+    """An alignment initialisation: a per-task model (crossmodal, Tables 2-3) or a merge (Tables 4-5)."""
+    if init in TASKS:
+        return pertask_model_dir(init)
+    if init in MERGES:
+        return merged_model_dir(init)
+    raise ValueError(
+        f"align.runs: init {init!r} is neither a task ({TASKS}) nor a merge ({list(MERGES)})"
+    )
+
+
+def init_model_for(wildcards):
+    return init_model_dir(wildcards.init)
+
+
+def alignment_params(wildcards):
+    """Only the settings one alignment run uses, so editing one method re-runs only its branch."""
+    align = config["align"]
+    return {
+        "training": align["training"],
+        "methods": {wildcards.method: align["methods"][wildcards.method]},
+        "lora": align["lora"],
+        "quantization": align["quantization"],
+    }
+
+
+def aligned_name(init, method):
+    return f"{init}+{method}"
+
+
+def evaluated_models():
+    """Names of every system generated and evaluated: baselines, then aligned models <init>+<method>."""
+    return list(BASELINES) + [aligned_name(init, method) for init, method in ALIGNED]
+
+
+def evaluated_model_path(model, task):
+    if model in BASELINES:
+        role = BASELINES[model][task]
+        if role == "pertask":
+            return pertask_model_dir(task)
+        if role == "negative":
+            return negative_model_dir(task)
+        if role == "base":
+            return base_model_dir()
+        return hub_or_local(role)
+    init, method = model.split("+")
+    return f"results/aligned/{DATASET}/{init}/{method}/model"
+
+
+def evaluated_model_dir(wildcards):
+    return evaluated_model_path(wildcards.model, wildcards.task)
+
+
 def get_final_output():
     """Every target of the configured experiment."""
     targets = expand(
@@ -120,4 +183,10 @@ def get_final_output():
     targets += [merged_model_dir(m) for m in MERGES]
     if MODELS["pertask"]["source"] == "train":
         targets.append(f"results/models/{DATASET}/learning_check.json")
+    targets += expand(
+        "results/generations/{dataset}/{model}/{task}.parquet",
+        dataset=DATASET,
+        model=evaluated_models(),
+        task=TASKS,
+    )
     return targets

@@ -13,7 +13,7 @@ rule train_negative_model:
         "../envs/molmix.yaml"
     threads: 2
     params:
-        cfg=lookup(dpath="models/negative/training", within=config),
+        cfg=lookup(dpath="models/negative", within=config),
         seed=config["seed"],
     script:
         "../workflow/scripts/train_negative_model.py"

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -53,3 +54,59 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+PAIRS = pd.DataFrame(
+    {
+        "id": ["a", "b", "c"],
+        "smiles": ["C#CC(=O)O", "c1ccccc1[N+](=O)[O-]", "CC(C)Cl"],
+        "caption": [
+            "The molecule is an acid.",
+            "The molecule is aromatic.",
+            "It is an organohalogen compound.",
+        ],
+        "category": [None, None, None],
+    }
+)
+ARCH = dict(
+    hidden_size=16,
+    intermediate_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    max_position_embeddings=256,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A tokenizer, a random tiny Llama base and two perturbed copies standing in for per-task models."""
+    import torch
+
+    from molmix import lm
+
+    root = tmp_path_factory.mktemp("tiny")
+    lm.train_tokenizer(lm.corpus_texts(PAIRS), 300, root / "tok")
+    lm.init_causal_lm(root / "tok", ARCH, 0, root / "base")
+    for task, scale in (("mol2cap", 0.01), ("cap2mol", -0.01)):
+        model = lm.load_causal_lm(root / "base")
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(scale * torch.randn_like(p))
+        model.save_pretrained(root / task)
+        lm.load_tokenizer(root / "tok").save_pretrained(root / task)
+    return root
+
+
+@pytest.fixture(scope="session")
+def negatives_file(tmp_path_factory):
+    """A small negatives artifact in both directions."""
+    from molmix.artifacts import write_artifact
+    from molmix.negatives import preference_pairs
+
+    path = tmp_path_factory.mktemp("negatives") / "pairs.parquet"
+    mol2cap, _ = preference_pairs(
+        PAIRS, "mol2cap", ["The molecule is a ketone.", "It is acyclic.", "x"], "t5"
+    )
+    cap2mol, _ = preference_pairs(PAIRS, "cap2mol", ["CCO", "C1CC1", "CC#N"], "t5")
+    write_artifact(pd.concat([mol2cap, cap2mol], ignore_index=True), path, "negatives")
+    return path

@@ -1,48 +1,12 @@
 """Model stages I on tiny models built in the test: tokenizer, training, negatives, merging."""
 
-import pandas as pd
 import pytest
-import torch
 
+from conftest import ARCH, PAIRS
 from molmix import lm
 from molmix.generate import generate_for_pairs
 from molmix.merge import check_compatible, merge_models, merge_specs, mergekit_config
 from molmix.negatives import preference_pairs
-
-PAIRS = pd.DataFrame(
-    {
-        "id": ["a", "b", "c"],
-        "smiles": ["C#CC(=O)O", "c1ccccc1[N+](=O)[O-]", "CC(C)Cl"],
-        "caption": [
-            "The molecule is an acid.",
-            "The molecule is aromatic.",
-            "It is an organohalogen compound.",
-        ],
-        "category": [None, None, None],
-    }
-)
-ARCH = dict(
-    hidden_size=16,
-    intermediate_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    max_position_embeddings=256,
-)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    lm.train_tokenizer(lm.corpus_texts(PAIRS), 300, root / "tok")
-    lm.init_causal_lm(root / "tok", ARCH, 0, root / "base")
-    for task, scale in (("mol2cap", 0.01), ("cap2mol", -0.01)):
-        model = lm.load_causal_lm(root / "base")
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(scale * torch.randn_like(p))
-        model.save_pretrained(root / task)
-        lm.load_tokenizer(root / "tok").save_pretrained(root / task)
-    return root
 
 
 def test_prompt_is_a_token_prefix_and_smiles_syntax_is_isolated(tiny):

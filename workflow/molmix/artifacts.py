@@ -54,6 +54,8 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
         "prediction": STRING,
         "model": STRING,
     },
+    # per-step training log of an alignment run (TRL's log_history)
+    "training_log": {"method": STRING, "step": INT},
 }
 
 PROVENANCE_PACKAGES = (

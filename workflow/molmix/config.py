@@ -38,6 +38,12 @@ def _validator():
     return _filling_defaults(jsonschema.Draft202012Validator)(schema)
 
 
+def _explain(error: jsonschema.ValidationError) -> str:
+    """The error message, plus the key's documentation for a value outside its enum."""
+    hint = error.schema.get("description", "") if error.validator == "enum" else ""
+    return f"{error.message} ({' '.join(hint.split())})" if hint else error.message
+
+
 def validate_config(config: dict[str, Any]) -> None:
     """Validate ``config`` against the schema in place, filling defaults, then run :func:`check_config`.
 
@@ -46,7 +52,7 @@ def validate_config(config: dict[str, Any]) -> None:
     """
     errors = sorted(_validator().iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top level>'}: {e.message}" for e in errors]
+        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top level>'}: {_explain(e)}" for e in errors]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
     check_config(config)
 

@@ -117,3 +117,18 @@ def generate_for_pairs(
         }
     )
     return frame, stats
+
+
+def generate_step(
+    model_dir: str, test_path: str, task: str, name: str, cfg: Mapping[str, Any], seed: int, out_path: str
+) -> None:
+    """Generate ``task`` outputs of one model for the test set as a ``generations`` artifact."""
+    from molmix.artifacts import read_artifact, write_artifact
+
+    frame, stats = generate_for_pairs(model_dir, read_artifact(test_path, "pairs"), task, cfg, name)
+    log.info(
+        "%s/%s: %d empty, %d truncated outputs", name, task, frame["empty"].sum(), frame["truncated"].sum()
+    )
+    write_artifact(
+        frame, out_path, "generations", params=cfg, seed=seed, extra_metadata={"decoding": dict(cfg)}
+    )

@@ -196,12 +196,37 @@ def training_arguments(cfg: Mapping[str, Any], output_dir: str | Path, seed: int
     }
 
 
-def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest complete ``checkpoint-N`` folder of an interrupted run, if any."""
+def resumable_checkpoint(work_dir: str | Path, settings: Any) -> str | None:
+    """The newest ``checkpoint-N`` of an interrupted run with the same ``settings``, if any.
+
+    The work folder records a hash of the settings; checkpoints of a run with other settings are
+    discarded rather than resumed. :func:`finish_run` removes the folder once the outputs are saved.
+    """
+    import shutil
+
     from transformers.trainer_utils import get_last_checkpoint
 
-    output_dir = Path(output_dir)
-    return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    from molmix.artifacts import config_hash
+
+    work_dir = Path(work_dir)
+    stamp = work_dir / "settings.hash"
+    expected = config_hash(settings)
+    if work_dir.is_dir() and (not stamp.exists() or stamp.read_text() != expected):
+        log.info("discarding checkpoints of a run with other settings in %s", work_dir)
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(expected)
+    checkpoint = get_last_checkpoint(str(work_dir))
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    return checkpoint
+
+
+def finish_run(work_dir: str | Path) -> None:
+    """Remove a finished run's checkpoints (its outputs are saved)."""
+    import shutil
+
+    shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def train_sft(
@@ -228,13 +253,13 @@ def train_sft(
     )
     dataset = Dataset.from_list(records)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    resume = last_checkpoint(work_dir)
-    if resume:
-        log.info("resuming from %s", resume)
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(
+        resume_from_checkpoint=resumable_checkpoint(work_dir, {"cfg": cfg, "seed": seed, "data": records})
+    )
     with atomic_directory(out_dir) as tmp:
         trainer.model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+    finish_run(work_dir)
     return pd.DataFrame(trainer.state.log_history)
 
 

@@ -33,7 +33,7 @@ def train_seq2seq(
     out_dir: str | Path,
     work_dir: str | Path,
 ) -> pd.DataFrame:
-    """Train a tiny T5 from scratch on ``task`` (raw source -> target); returns the log history."""
+    """Train a tiny T5 (``cfg``: architecture, training) from scratch on ``task``; returns the log history."""
     import torch
     from datasets import Dataset
     from transformers import (
@@ -44,11 +44,11 @@ def train_seq2seq(
         T5ForConditionalGeneration,
     )
 
-    from molmix.lm import last_checkpoint
+    from molmix.lm import finish_run, resumable_checkpoint
 
     tokenizer = load_tokenizer(tokenizer_dir)
     torch.manual_seed(seed)
-    arch = cfg["architecture"]
+    arch, training = cfg["architecture"], cfg["training"]
     model = T5ForConditionalGeneration(
         T5Config(
             vocab_size=len(tokenizer),
@@ -69,16 +69,18 @@ def train_seq2seq(
     )
 
     def encode(batch):
-        features = tokenizer(batch["source"], truncation=True, max_length=cfg["max_length"])
+        features = tokenizer(batch["source"], truncation=True, max_length=training["max_length"])
         labels = tokenizer(
-            [t + tokenizer.eos_token for t in batch["target"]], truncation=True, max_length=cfg["max_length"]
+            [t + tokenizer.eos_token for t in batch["target"]],
+            truncation=True,
+            max_length=training["max_length"],
         )
         features["labels"] = labels["input_ids"]
         return features
 
     dataset = Dataset.from_dict({"source": list(sources), "target": list(targets)})
     dataset = dataset.map(encode, batched=True, remove_columns=["source", "target"])
-    args = Seq2SeqTrainingArguments(**training_arguments(cfg, work_dir, seed))
+    args = Seq2SeqTrainingArguments(**training_arguments(training, work_dir, seed))
     trainer = Seq2SeqTrainer(
         model=model,
         args=args,
@@ -86,10 +88,12 @@ def train_seq2seq(
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
         processing_class=tokenizer,
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(work_dir))
+    settings = {"cfg": cfg, "seed": seed, "task": task, "n": len(pairs)}
+    trainer.train(resume_from_checkpoint=resumable_checkpoint(work_dir, settings))
     with atomic_directory(out_dir) as tmp:
         trainer.model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+    finish_run(work_dir)
     return pd.DataFrame(trainer.state.log_history)
 
 

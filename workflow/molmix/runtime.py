@@ -68,7 +68,8 @@ def _torch_available() -> bool:
 
 
 def start_step(threads: int = 1, seed: int | None = None) -> None:
-    """Everything a Snakemake script does before its real work."""
+    """Everything a Snakemake script does before its real work (stdout joins the rule's log too)."""
+    sys.stdout = sys.stderr
     setup_logging()
     configure_threads(threads)
     if seed is not None:

@@ -1,0 +1,17 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from molmix.generate import generate_step
+from molmix.runtime import start_step
+
+start_step(snakemake.threads, snakemake.params.seed)
+generate_step(
+    snakemake.input.model,
+    snakemake.input.test,
+    snakemake.wildcards.task,
+    snakemake.wildcards.model,
+    snakemake.params.cfg,
+    snakemake.params.seed,
+    snakemake.output[0],
+)
