@@ -16,6 +16,7 @@ include: "rules/negatives.smk"
 include: "rules/merge.smk"
 include: "rules/align.smk"
 include: "rules/generate.smk"
+include: "rules/tables.smk"
 
 
 rule all:

@@ -172,6 +172,58 @@ def evaluated_model_dir(wildcards):
     return evaluated_model_path(wildcards.model, wildcards.task)
 
 
+TABLES = list(config["tables"])
+
+
+def score_summary(model, task):
+    return f"results/scores/{DATASET}/{model}/{task}.json"
+
+
+def table_score_files(wildcards):
+    """{model__task: score summary} for every system a table names."""
+    files = {}
+    for spec in config["tables"].values():
+        for row in spec["rows"]:
+            files[f"{row['model']}__{spec['task']}"] = score_summary(
+                row["model"], spec["task"]
+            )
+    return files
+
+
+def ratio_sweep_models():
+    """Aligned models of the Fig. 4 ablation: every <merge>+<method> whose merge uses the sweep's method."""
+    method = config["figures"]["ratio_alignment"]
+    sweep_method = config["merge"]["ratio_sweep"].get("method", "slerp")
+    return [
+        aligned_name(init, m)
+        for init, m in ALIGNED
+        if m == method and init in MERGES and MERGES[init]["method"] == sweep_method
+    ]
+
+
+def ratio_sweep_weights():
+    """Fig. 4's x axis: Cap2Mol share r2/(r1+r2) of each sweep model's merge."""
+    weights = {}
+    for model in ratio_sweep_models():
+        r1, r2 = MERGES[model.split("+")[0]]["ratio"]
+        weights[model] = r2 / (r1 + r2)
+    return weights
+
+
+def figure_inputs(wildcards):
+    inputs = {"test": f"results/data/{DATASET}/test.parquet"}
+    for model in set(ratio_sweep_models()) | set(
+        config["figures"]["merge_comparison"].values()
+    ):
+        for task in TASKS:
+            inputs[f"score__{model}__{task}"] = score_summary(model, task)
+    for init, method in ALIGNED:
+        inputs[f"history__{init}+{method}"] = (
+            f"results/aligned/{DATASET}/{init}/{method}/history.parquet"
+        )
+    return inputs
+
+
 def get_final_output():
     """Every target of the configured experiment."""
     targets = expand(

@@ -13,7 +13,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_snakemake(workdir: Path, *args: str, configfile: Path | None = None, check: bool = True):
+def run_snakemake(
+    workdir: Path, *args: str, configfile: Path | None = None, check: bool = True, profile: str = "none"
+):
     """Run Snakemake on the repository's Snakefile inside ``workdir`` (never the checkout itself)."""
     command = [
         sys.executable,
@@ -24,7 +26,7 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path | None = None, che
         "--directory",
         str(workdir),
         "--workflow-profile",
-        "none",
+        profile,
         "--configfile",
         str(configfile or REPO / "config.yaml"),
         "--cores",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -101,3 +102,34 @@ def loss_curves(histories: Mapping[str, pd.DataFrame], stem: str | Path) -> list
     ax.set_ylabel("training loss")
     ax.legend(fontsize=7)
     return save(fig, stem)
+
+
+def figures_step(
+    cfg: Mapping[str, Any], inputs: Mapping[str, str], cap2mol_weights: Mapping[str, float], out_dir: str | Path
+) -> None:
+    """The make_figures step: Figs. 4, 8, 9 and the training loss curves of every alignment run."""
+    import json
+
+    from molmix.artifacts import read_artifact
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scores: dict[str, dict[str, dict]] = {}
+    histories = {}
+    for key, path in inputs.items():
+        kind, _, rest = key.partition("__")
+        if kind == "score":
+            model, task = rest.rsplit("__", 1)
+            scores.setdefault(model, {})[task] = json.loads(Path(path).read_text())
+        elif kind == "history":
+            histories[rest] = read_artifact(path, "training_log")
+    test = read_artifact(inputs["test"], "pairs")
+    word_counts(test["caption"].tolist(), out / "caption_word_counts", cfg["long_caption_words"])
+    sweep = {cap2mol_weights[m]: scores[m] for m in cap2mol_weights if m in scores}
+    if len(sweep) >= 2:
+        ratio_ablation(sweep, out / "ratio_ablation")
+    comparison = {label: scores[model] for label, model in cfg["merge_comparison"].items() if model in scores}
+    if comparison:
+        merge_comparison(comparison, out / "merge_vs_soup")
+    if histories:
+        loss_curves(histories, out / "training_loss")

@@ -1,9 +1,10 @@
 """Batched generation for causal (left-padded) and seq2seq models, and the generation step.
 
-Decoding stops at EOS; for causal models the continuation is also cut at the template's next
-``### `` section. Post-processing only trims surrounding whitespace: characters inside a response
-(``#`` triple bonds, brackets, quotes) are never altered. Empty outputs and outputs that hit the
-token limit are kept and flagged, never dropped.
+Decoding stops at EOS and, for causal models, also at the template's next ``### `` section
+(``stop_strings``), after which the continuation is cut there. Post-processing only trims surrounding
+whitespace: characters inside a response (``#`` triple bonds, brackets, quotes) are never altered,
+and decoding keeps the tokenizer's spacing (no ``clean_up_tokenization_spaces``). Empty outputs and
+outputs that hit the token limit without stopping are kept and flagged, never dropped.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from molmix.prompts import build_prompt, extract_response, source_and_target
+from molmix.prompts import SECTION_MARKER, build_prompt, extract_response, source_and_target
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +68,15 @@ def generate_texts(
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
+                **({} if seq2seq else {"stop_strings": [SECTION_MARKER], "tokenizer": tokenizer}),
             )
         generated = output if seq2seq else output[:, encoded["input_ids"].shape[1] :]
         for row in generated:
             tokens = row[row != tokenizer.pad_token_id]
-            stopped = bool((tokens == tokenizer.eos_token_id).any())
             length = int(len(tokens))
             new_tokens += length
-            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            text = tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            stopped = bool((tokens == tokenizer.eos_token_id).any()) or SECTION_MARKER in text
             responses.append(extract_response(text))
             truncated.append(not stopped and length >= cfg["max_new_tokens"])
     seconds = time.perf_counter() - start

@@ -70,7 +70,9 @@ def delta(metric: Metric, value: float, baseline: float) -> float:
 def build_table(spec: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """One table as a frame: a row per system (group, label), a column per metric, then Δ rows.
 
-    ``spec``: {task, rows: [{label, model, group?}], deltas: [{label, row, baseline}]}.
+    ``spec``: {task, rows: [{label, model, group?, show?}], deltas: [{label, row, baseline}]}. A row
+    with ``show: false`` is not printed but can be a Δ baseline (the paper's Table 4 compares with
+    Table 2's DPO and CPO rows).
     """
     metrics = METRICS[spec["task"]]
     records = []
@@ -202,6 +204,14 @@ def compare_with_published(
     return pd.DataFrame.from_records(records, columns=["system", "metric", "ours", "published", "difference"])
 
 
+def table_models(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, set[str]]:
+    """Task -> the models whose scores the tables need."""
+    needed: dict[str, set[str]] = {}
+    for spec in specs.values():
+        needed.setdefault(spec["task"], set()).update(row["model"] for row in spec["rows"])
+    return needed
+
+
 def write_tables(
     specs: Mapping[str, Mapping[str, Any]],
     scores: Mapping[str, Mapping[str, Any]],
@@ -228,3 +238,13 @@ def write_tables(
             )
         built[name] = table
     return built
+
+
+def tables_step(specs: Mapping[str, Mapping[str, Any]], score_files: Mapping[str, str], out_dir: str | Path) -> None:
+    """The make_tables step: ``score_files`` maps ``<model>__<task>`` to scoring summaries."""
+    by_task: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, path in score_files.items():
+        model, task = key.rsplit("__", 1)
+        by_task.setdefault(task, {})[model] = json.loads(Path(path).read_text())
+    for name, spec in specs.items():
+        write_tables({name: spec}, by_task.get(spec["task"], {}), out_dir, [name])

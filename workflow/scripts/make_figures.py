@@ -1,0 +1,9 @@
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from molmix.figures import figures_step
+from molmix.runtime import start_step
+
+start_step(snakemake.threads)
+figures_step(snakemake.params.cfg, dict(snakemake.input.items()), snakemake.params.weights, snakemake.output[0])
