@@ -10,12 +10,22 @@ report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+# Gated Hub models (Meditron, Llama-3) need a token when the config downloads anything.
+if uses_hub():
+
+    envvars:
+        "HF_TOKEN",
+
+
 include: "rules/data.smk"
 include: "rules/bootstrap.smk"
 include: "rules/negatives.smk"
 include: "rules/merge.smk"
 include: "rules/align.smk"
 include: "rules/generate.smk"
+include: "rules/score.smk"
 include: "rules/tables.smk"
 
 

@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def timed(args):
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=ROOT, capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(result.stdout + result.stderr)
@@ -36,7 +38,9 @@ def main():
             if "Nothing to be done" not in output:
                 sys.exit(f"the pipeline is not complete: {label} would run jobs\n{output[-2000:]}")
             times.append(elapsed)
-        print(f"{label}: best {min(times):.2f} s, median {sorted(times)[len(times) // 2]:.2f} s over {args.repeat}")
+        print(
+            f"{label}: best {min(times):.2f} s, median {sorted(times)[len(times) // 2]:.2f} s over {args.repeat}"
+        )
 
 
 if __name__ == "__main__":

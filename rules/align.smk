@@ -3,9 +3,7 @@ rule train_alignment:
         init=init_model_for,
         negatives=expand("results/negatives/{{dataset}}/{task}.parquet", task=TASKS),
     output:
-        adapter=protected(
-            directory("results/aligned/{dataset}/{init}/{method}/adapter")
-        ),
+        adapter=directory("results/aligned/{dataset}/{init}/{method}/adapter"),
         model=directory("results/aligned/{dataset}/{init}/{method}/model"),
         history="results/aligned/{dataset}/{init}/{method}/history.parquet",
         curve="results/aligned/{dataset}/{init}/{method}/loss.png",

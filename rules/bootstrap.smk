@@ -84,7 +84,7 @@ rule train_pertask_model:
 rule check_pertask_learning:
     input:
         base=base_model_dir(),
-        init=init_model_dirs(),
+        init="results/models/{dataset}/init",
         mol2cap=pertask_model_dir("mol2cap"),
         cap2mol=pertask_model_dir("cap2mol"),
         test="results/data/{dataset}/test.parquet",

@@ -47,9 +47,17 @@ def hub_models():
     for role in ("pertask", "negative"):
         if MODELS[role]["source"] == "hub":
             ids += MODELS[role]["ids"].values()
-    for tasks in BASELINES.values():
-        ids += [i for i in tasks.values() if i not in ("pertask", "negative", "base")]
+    for baseline in BASELINES.values():
+        ids += [
+            baseline[task]
+            for task in TASKS
+            if baseline[task] not in ("pertask", "negative", "base", *MERGES)
+        ]
     return {local_model_name(i): i for i in ids if not os.path.isdir(i)}
+
+
+def uses_hub():
+    return config["dataset"]["source"] == "lpm24" or bool(hub_models())
 
 
 def hub_repo_id(wildcards):
@@ -163,6 +171,8 @@ def evaluated_model_path(model, task):
             return negative_model_dir(task)
         if role == "base":
             return base_model_dir()
+        if role in MERGES:
+            return merged_model_dir(role)
         return hub_or_local(role)
     init, method = model.split("+")
     return f"results/aligned/{DATASET}/{init}/{method}/model"
@@ -170,6 +180,12 @@ def evaluated_model_path(model, task):
 
 def evaluated_model_dir(wildcards):
     return evaluated_model_path(wildcards.model, wildcards.task)
+
+
+def input_prefix(wildcards):
+    """A seq2seq baseline's task prefix for this direction ("" for every other system)."""
+    baseline = BASELINES.get(wildcards.model, {})
+    return baseline.get("input_prefix", {}).get(wildcards.task, "")
 
 
 TABLES = list(config["tables"])
@@ -237,6 +253,12 @@ def get_final_output():
         targets.append(f"results/models/{DATASET}/learning_check.json")
     targets += expand(
         "results/generations/{dataset}/{model}/{task}.parquet",
+        dataset=DATASET,
+        model=evaluated_models(),
+        task=TASKS,
+    )
+    targets += expand(
+        "results/scores/{dataset}/{model}/{task}.json",
         dataset=DATASET,
         model=evaluated_models(),
         task=TASKS,

@@ -17,6 +17,7 @@ rule generate_responses:
         runtime=scaled(120),
     params:
         cfg=lookup(dpath="generate", within=config),
+        input_prefix=input_prefix,
         seed=config["seed"],
     script:
         "../workflow/scripts/generate_responses.py"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,9 @@ def run_snakemake(
         "1",
         *args,
     ]
-    result = subprocess.run(command, capture_output=True, text=True)
+    # the paper-scale config declares HF_TOKEN (gated models); dry runs need it set, not valid
+    env = {**os.environ, "HF_TOKEN": os.environ.get("HF_TOKEN", "")}
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result

@@ -1,6 +1,7 @@
 """Alignment with TRL on tiny models: dataset formats, LoRA/QLoRA switch, reference handling, outputs."""
 
 import logging
+import math
 
 import pandas as pd
 import pytest
@@ -88,8 +89,12 @@ def test_each_method_trains_saves_merges_and_generates(tiny, negatives_file, tmp
     assert history["loss"].notna().any()
     assert (out["adapter"] / "adapter_config.json").exists() and out["curve"].exists()
     assert read_artifact(out["history"], "training_log")["method"].eq(method).all()
-    if method in ("dpo", "kto"):  # reference = adapter-disabled policy: rewards are logged
-        assert any("rewards" in c for c in history.columns)
+    if method in ("dpo", "kto"):
+        # the reference is the adapter-disabled policy: before the first update (LoRA B = 0) policy and
+        # reference agree, so rewards are 0 and the loss is DPO's log 2 or KTO's 1 - sigmoid(0)
+        first = history.dropna(subset=["loss"]).iloc[0]
+        assert first["rewards/margins"] == 0 and first["rewards/chosen"] == 0
+        assert first["loss"] == pytest.approx({"dpo": math.log(2), "kto": 0.5}[method], abs=1e-5)
     frame, _ = generate_for_pairs(
         out["model"], PAIRS, "cap2mol", {"batch_size": 2, "max_new_tokens": 4}, method
     )
@@ -97,16 +102,30 @@ def test_each_method_trains_saves_merges_and_generates(tiny, negatives_file, tmp
 
 
 def test_real_4bit_qlora_path_runs_on_cpu(tiny, negatives_file, tmp_path):
+    import bitsandbytes as bnb
+    import torch
+
+    from molmix.align import load_policy
+    from molmix.lm import load_causal_lm
+
+    policy, quantized = load_policy(tiny / "cap2mol", {**QUANT, "force": True})
+    layers = [m for m in policy.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert quantized and layers and all(m.weight.quant_type == "nf4" for m in layers)
+    assert not policy.is_activation_checkpointing
     out = outputs(tmp_path)
     history = train_alignment(
         str(tiny / "cap2mol"), [str(negatives_file)], "dpo", config("dpo", force=True), 0, out
     )
     assert history["quantized"].all()
-    # the merged model is the unquantised base plus the adapter: plain float weights, loadable anywhere
+    # the merged model is the unquantised base plus the trained adapter: plain float weights
     import json
 
-    merged = json.loads((out["model"] / "config.json").read_text())
-    assert "quantization_config" not in merged
+    assert "quantization_config" not in json.loads((out["model"] / "config.json").read_text())
+    init, merged = load_causal_lm(tiny / "cap2mol"), load_causal_lm(out["model"])
+    weights = dict(init.named_parameters())
+    changed = [n for n, p in merged.named_parameters() if not torch.equal(p, weights[n])]
+    assert changed and all("proj" in n for n in changed)  # LoRA targets only; embeddings, head unchanged
+    assert merged.dtype == torch.float32
 
 
 def test_resume_uses_the_last_checkpoint(tiny, negatives_file, tmp_path, caplog):
@@ -121,10 +140,12 @@ def test_resume_uses_the_last_checkpoint(tiny, negatives_file, tmp_path, caplog)
     original = align.merge_adapter
     align.merge_adapter = killed
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt), caplog.at_level(logging.INFO):
             train_alignment(str(tiny / "cap2mol"), [str(negatives_file)], "sft", cfg, 0, out)
     finally:
         align.merge_adapter = original
+    assert "discarding checkpoints" not in caplog.text and "resuming" not in caplog.text  # a fresh start
+    caplog.clear()
     checkpoints = sorted((tmp_path / ".checkpoints").glob("checkpoint-*"))
     assert [c.name for c in checkpoints] == ["checkpoint-2"]
     with caplog.at_level(logging.INFO):
@@ -144,3 +165,60 @@ def test_checkpoints_of_other_settings_are_not_resumed(tmp_path):
     (tmp_path / "settings.hash").write_text("old")
     assert resumable_checkpoint(tmp_path, {"beta": 0.2}) is None
     assert not (tmp_path / "checkpoint-5").exists()
+
+
+def test_kto_needs_a_per_device_batch_above_one(write_config):
+    from molmix.align import trainer_for
+    from molmix.config import ConfigError, load_config
+
+    cfg = config("kto")
+    cfg["training"].update(batch_size=1, gradient_accumulation_steps=64)
+    records = [{"prompt": "p", "completion": "c", "label": True}] * 4
+    with pytest.raises(ValueError, match="align.methods.kto.batch_size"):
+        trainer_for("kto", None, None, records, cfg, 0, "unused", None)
+    with pytest.raises(ConfigError, match="align.methods.kto.batch_size: KTO needs a per-device batch"):
+        load_config(write_config({"align.training.batch_size": 1}))
+    paper_like = load_config(
+        write_config({"align.training.batch_size": 1, "align.methods.kto.batch_size": 2})
+    )
+    assert paper_like["align"]["methods"]["kto"]["batch_size"] == 2
+
+
+def test_the_papers_nf64_is_rejected_pointing_to_nf4(write_config):
+    from molmix.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"align.quantization.quant_type: 'nf64' is not one of.*use nf4"):
+        load_config(write_config({"align.quantization.quant_type": "nf64"}))
+
+
+def test_over_long_records_are_counted(tiny):
+    from molmix.align import count_over_length
+    from molmix.lm import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny / "tok")
+    records = [{"prompt": "C", "chosen": "C" * 100, "rejected": "CC"}, {"prompt": "C", "completion": "N"}]
+    assert count_over_length(records, tokenizer, {"max_length": 1000}) == 0
+    assert count_over_length(records, tokenizer, {"max_length": 1000, "max_completion_length": 8}) == 1
+    assert count_over_length(records, tokenizer, {"max_length": 2}) == 2
+
+
+def test_an_empty_preference_file_is_an_error_naming_it(tiny, tmp_path):
+    from molmix.artifacts import write_artifact
+
+    empty = tmp_path / "negatives.parquet"
+    columns = ["id", "task", "prompt", "chosen", "rejected", "negative_model"]
+    write_artifact(pd.DataFrame({c: pd.Series(dtype=str) for c in columns}), empty, "negatives")
+    with pytest.raises(ValueError, match=f"no preference pairs to train on in {empty}"):
+        train_alignment(str(tiny / "cap2mol"), [str(empty)], "dpo", config("dpo"), 0, outputs(tmp_path))
+    assert not (tmp_path / "adapter").exists()
+
+
+def test_gradient_checkpointing_follows_the_config_on_cuda(tiny, monkeypatch):
+    """PEFT's k-bit preparation turns checkpointing on by default; Fig. 14 trains without it."""
+    from molmix import lm
+    from molmix.align import load_policy
+
+    monkeypatch.setattr(lm, "has_cuda", lambda: True)  # bitsandbytes runs the 4-bit load on CPU too
+    quantization = {**QUANT, "compute_dtype": "float32"}
+    assert not load_policy(tiny / "cap2mol", quantization, False)[0].is_activation_checkpointing
+    assert load_policy(tiny / "cap2mol", quantization, True)[0].is_activation_checkpointing

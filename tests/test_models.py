@@ -7,6 +7,7 @@ from molmix import lm
 from molmix.generate import generate_for_pairs
 from molmix.merge import check_compatible, merge_models, merge_specs, mergekit_config
 from molmix.negatives import preference_pairs
+from molmix.prompts import RESPONSE_MARKER
 
 
 def test_prompt_is_a_token_prefix_and_smiles_syntax_is_isolated(tiny):
@@ -25,7 +26,7 @@ def test_sft_learns_eos_and_loss_on_completion_only(tiny, tmp_path):
         max_steps=3,
         batch_size=2,
         learning_rate=1e-3,
-        max_length=128,
+        max_length=256,
         logging_steps=1,
         save_steps=100,
     )
@@ -36,7 +37,7 @@ def test_sft_learns_eos_and_loss_on_completion_only(tiny, tmp_path):
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(
-        output_dir=str(tmp_path / "x"), max_length=128, completion_only_loss=True, use_cpu=True, report_to=[]
+        output_dir=str(tmp_path / "x"), max_length=256, completion_only_loss=True, use_cpu=True, report_to=[]
     )
     tokenizer = lm.load_tokenizer(tiny / "base")
     trainer = SFTTrainer(
@@ -61,7 +62,7 @@ def test_negative_pairs_drop_identical_and_keep_smiles_exactly():
     assert frame["rejected"].tolist() == ["C#N", "[Cl-]"] and frame["chosen"].tolist()[0].startswith(
         "c1ccccc1[N+]"
     )
-    assert frame["prompt"].str.endswith("### Response:\n").all()
+    assert frame["prompt"].str.endswith(RESPONSE_MARKER).all()
 
 
 def test_mergekit_configs_map_ratios_as_documented():

@@ -87,8 +87,12 @@ def lora_config(cfg: Mapping[str, Any]):
     )
 
 
-def load_policy(model_dir: str | Path, quantization: Mapping[str, Any]):
-    """The initial model, 4-bit and prepared for k-bit training when quantisation is on."""
+def load_policy(model_dir: str | Path, quantization: Mapping[str, Any], gradient_checkpointing: bool = False):
+    """The initial model, 4-bit and prepared for k-bit training when quantisation is on.
+
+    Gradient checkpointing follows the training settings (Fig. 14: off) and is never used without CUDA;
+    PEFT's preparation would otherwise switch it on.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -102,7 +106,8 @@ def load_policy(model_dir: str | Path, quantization: Mapping[str, Any]):
         quantization_config=bnb_config(quantization),
         dtype=getattr(torch, quantization["compute_dtype"]),
     )
-    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=lm.has_cuda()), True
+    checkpointing = gradient_checkpointing and lm.has_cuda()
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing), True
 
 
 def trainer_for(
@@ -150,9 +155,17 @@ def trainer_for(
     if method == "kto":
         from trl import KTOConfig, KTOTrainer
 
-        if common["per_device_train_batch_size"] * common["gradient_accumulation_steps"] < 2:
+        for key, arg in (
+            ("batch_size", "per_device_train_batch_size"),
+            ("gradient_accumulation_steps", "gradient_accumulation_steps"),
+        ):
+            if settings.get(key):
+                common[arg] = settings[key]
+        if common["per_device_train_batch_size"] < 2:
             raise ValueError(
-                "KTO needs an effective batch size above 1 (its KL estimate mismatches pairs in a batch)"
+                "align.methods.kto.batch_size: KTO needs a per-device batch size of at least 2 (TRL "
+                "estimates its KL term from mismatched pairs inside one batch; gradient accumulation "
+                "does not count)"
             )
         args = KTOConfig(
             **common,
@@ -165,11 +178,33 @@ def trainer_for(
     raise ValueError(f"unknown alignment method {method!r}; expected one of {METHODS}")
 
 
-def merge_adapter(init_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> None:
-    """Reload the initial model unquantised, merge the LoRA adapter into it and save it with the tokenizer."""
-    from peft import PeftModel
+def count_over_length(records: Sequence[Mapping[str, Any]], tokenizer, settings: Mapping[str, Any]) -> int:
+    """How many records exceed the method's ``max_length`` (or CPO's ``max_completion_length``).
 
-    base = lm.load_causal_lm(init_dir)
+    TRL truncates such examples silently; this count is logged so the loss of text is visible.
+    """
+    over = 0
+    for record in records:
+        prompt = len(tokenizer(record["prompt"]).input_ids)
+        completions = [record[k] for k in ("completion", "chosen", "rejected") if k in record]
+        longest = max(len(tokenizer(c, add_special_tokens=False).input_ids) for c in completions) + 1
+        too_long = prompt + longest > settings["max_length"]
+        if "max_completion_length" in settings:
+            too_long |= longest > settings["max_completion_length"]
+        over += too_long
+    return over
+
+
+def merge_adapter(init_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> None:
+    """Reload the initial model unquantised, merge the LoRA adapter into it and save it with the tokenizer.
+
+    The base keeps its stored dtype (bf16 for Meditron), so a merged 7B model is not written in fp32.
+    """
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    lm.check_model_dir(init_dir)
+    base = AutoModelForCausalLM.from_pretrained(str(init_dir), dtype="auto")
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     with atomic_directory(out_dir) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
@@ -208,14 +243,31 @@ def train_alignment(
     checkpoints live beside the adapter; a re-run after a kill resumes from the newest one.
     """
     negatives = pd.concat([read_artifact(p, "negatives") for p in negatives_paths], ignore_index=True)
+    if negatives.empty:
+        raise ValueError(f"no preference pairs to train on in {', '.join(map(str, negatives_paths))}")
     records = preference_records(negatives, method)
     log.info("%s on %s: %d training records", method, init_dir, len(records))
     tokenizer = lm.load_tokenizer(init_dir)
-    model, quantized = load_policy(init_dir, cfg["quantization"])
+    settings = cfg["methods"][method]
+    over = count_over_length(records, tokenizer, settings)
+    if over:
+        log.warning(
+            "%d of %d records exceed max_length=%s%s tokens; TRL truncates them "
+            "(or drops them if no completion is left)",
+            over,
+            len(records),
+            settings["max_length"],
+            f" or max_completion_length={settings['max_completion_length']}"
+            if "max_completion_length" in settings
+            else "",
+        )
+    checkpointing = cfg["training"].get("gradient_checkpointing", False)
+    model, quantized = load_policy(init_dir, cfg["quantization"], checkpointing)
     work_dir = Path(outputs["adapter"]).parent / ".checkpoints"
+    run = {"cfg": cfg, "seed": seed, "method": method, "init": str(init_dir), "n": len(records)}
+    checkpoint = lm.resumable_checkpoint(work_dir, run)  # before the trainer creates the folder
     trainer = trainer_for(method, model, tokenizer, records, cfg, seed, work_dir, lora_config(cfg["lora"]))
-    settings = {"cfg": cfg, "seed": seed, "method": method, "init": str(init_dir), "n": len(records)}
-    trainer.train(resume_from_checkpoint=lm.resumable_checkpoint(work_dir, settings))
+    trainer.train(resume_from_checkpoint=checkpoint)
     with atomic_directory(outputs["adapter"]) as tmp:
         trainer.model.save_pretrained(tmp)
     merge_adapter(init_dir, outputs["adapter"], outputs["model"])

@@ -56,6 +56,16 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
     },
     # per-step training log of an alignment run (TRL's log_history)
     "training_log": {"method": STRING, "step": INT},
+    # per-item metric scores of one model on one task (scoring stage; metric columns per task)
+    "scores": {
+        "id": STRING,
+        "task": STRING,
+        "model": STRING,
+        "reference": STRING,
+        "prediction": STRING,
+    },
+    # statistics of a test set's references shared by every scored system (scoring stage)
+    "reference_statistics": {"id": STRING, "reference": STRING},
 }
 
 PROVENANCE_PACKAGES = (

@@ -66,6 +66,15 @@ def check_config(config: Mapping[str, Any]) -> None:
                 raise ConfigError(f"dataset.chebi20.{split}: required when dataset.source is chebi20")
     if source == "table" and not config["dataset"]["table"].get("path"):
         raise ConfigError("dataset.table.path: required when dataset.source is table")
+    align = config.get("align", {})
+    if any("kto" in run["methods"] for run in align.get("runs", [])):
+        batch = align["methods"]["kto"]["batch_size"] or align["training"]["batch_size"]
+        if batch < 2:
+            raise ConfigError(
+                f"align.methods.kto.batch_size: KTO needs a per-device batch size of at least 2 (TRL estimates "
+                f"its KL term from mismatched pairs inside one batch) but align.training.batch_size is {batch}; "
+                "set align.methods.kto.batch_size (and gradient_accumulation_steps to keep the effective batch)"
+            )
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -105,7 +105,10 @@ def loss_curves(histories: Mapping[str, pd.DataFrame], stem: str | Path) -> list
 
 
 def figures_step(
-    cfg: Mapping[str, Any], inputs: Mapping[str, str], cap2mol_weights: Mapping[str, float], out_dir: str | Path
+    cfg: Mapping[str, Any],
+    inputs: Mapping[str, str],
+    cap2mol_weights: Mapping[str, float],
+    out_dir: str | Path,
 ) -> None:
     """The make_figures step: Figs. 4, 8, 9 and the training loss curves of every alignment run."""
     import json

@@ -58,7 +58,8 @@ def generate_texts(
     batch_size = cfg["batch_size"]
     for begin in tqdm(range(0, len(prompts), batch_size), desc="generate", mininterval=5):
         batch = list(prompts[begin : begin + batch_size])
-        encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=seq2seq)
+        # special tokens as in training (TRL tokenizes prompts with them): BOS for Llama, EOS for T5
+        encoded = tokenizer(batch, return_tensors="pt", padding=True)
         encoded = {k: v.to(model.device) for k, v in encoded.items() if k != "token_type_ids"}
         with torch.inference_mode():
             output = model.generate(
@@ -95,16 +96,28 @@ def generate_texts(
 
 
 def generate_for_pairs(
-    model_dir: str | Path, pairs: pd.DataFrame, task: str, cfg: Mapping[str, Any], name: str
+    model_dir: str | Path,
+    pairs: pd.DataFrame,
+    task: str,
+    cfg: Mapping[str, Any],
+    name: str,
+    input_prefix: str = "",
 ):
-    """A ``generations`` frame for ``task`` on every pair, plus throughput statistics."""
+    """A ``generations`` frame for ``task`` on every pair, plus throughput statistics.
+
+    Seq2seq models (MolT5, TxtChem-T5) read ``input_prefix`` + the raw input; causal models the
+    instruction prompt of Appx. F. The ``input`` column is the raw input either way.
+    """
     model, tokenizer, seq2seq = load_generator(model_dir)
+    if input_prefix and not seq2seq:
+        raise ValueError(
+            f"{model_dir}: input_prefix {input_prefix!r} is for seq2seq models; causal ones get the prompt"
+        )
     sources, references = zip(
         *(source_and_target(task, s, c) for s, c in zip(pairs["smiles"], pairs["caption"], strict=True)),
         strict=True,
     )
-    # seq2seq models (MolT5, TxtChem-T5) take the raw input; causal models the instruction prompt
-    prompts = list(sources) if seq2seq else [build_prompt(task, source) for source in sources]
+    prompts = [input_prefix + s for s in sources] if seq2seq else [build_prompt(task, s) for s in sources]
     predictions, truncated, stats = generate_texts(model, tokenizer, seq2seq, prompts, cfg)
     frame = pd.DataFrame(
         {
@@ -122,15 +135,28 @@ def generate_for_pairs(
 
 
 def generate_step(
-    model_dir: str, test_path: str, task: str, name: str, cfg: Mapping[str, Any], seed: int, out_path: str
+    model_dir: str,
+    test_path: str,
+    task: str,
+    name: str,
+    cfg: Mapping[str, Any],
+    seed: int,
+    out_path: str,
+    input_prefix: str = "",
 ) -> None:
     """Generate ``task`` outputs of one model for the test set as a ``generations`` artifact."""
     from molmix.artifacts import read_artifact, write_artifact
 
-    frame, stats = generate_for_pairs(model_dir, read_artifact(test_path, "pairs"), task, cfg, name)
+    test = read_artifact(test_path, "pairs")
+    frame, stats = generate_for_pairs(model_dir, test, task, cfg, name, input_prefix)
     log.info(
         "%s/%s: %d empty, %d truncated outputs", name, task, frame["empty"].sum(), frame["truncated"].sum()
     )
     write_artifact(
-        frame, out_path, "generations", params=cfg, seed=seed, extra_metadata={"decoding": dict(cfg)}
+        frame,
+        out_path,
+        "generations",
+        params=cfg,
+        seed=seed,
+        extra_metadata={"decoding": dict(cfg), "input_prefix": input_prefix},
     )

@@ -96,12 +96,13 @@ def corpus_texts(pairs: pd.DataFrame) -> Iterable[str]:
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> None:
     """A BPE tokenizer saved as a Hugging Face fast tokenizer with pad/bos/eos/unk.
 
-    The pre-tokenizer splits after each whitespace character (``merged_with_previous``), so a token
-    never spans the end of the prompt ("Response:\\n") and the start of the completion: the tokenised
-    prompt is always a prefix of the tokenised prompt + completion, which completion-only loss needs.
-    It also isolates SMILES syntax (branches, ring-closure digits, bond symbols, brackets), so BPE
-    merges only runs of atoms: with whole SMILES chunks as tokens a tiny model produced valid
-    SMILES for under a third of test captions.
+    The pre-tokenizer splits after each whitespace character (``merged_with_previous``) and isolates
+    SMILES syntax (branches, ring-closure digits, bond symbols such as ``:``, brackets). The prompt
+    ends on the isolated ``:`` of "### Response:", so no token spans the end of the prompt and the
+    start of the completion: the tokenised prompt is always a prefix of the tokenised prompt +
+    completion, which completion-only loss needs. Isolating SMILES syntax also makes BPE merge only
+    runs of atoms: with whole SMILES chunks as tokens a tiny model produced valid SMILES for under a
+    third of test captions.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

@@ -1,5 +1,8 @@
 """The paper's instruction templates (Appx. F), in the Alpaca layout of the Meditron-LPM24 checkpoints.
 
+The text is character for character the ``prompt_template`` on the model cards of
+language-plus-molecules/Meditron7b-{smiles2caption,caption2smiles}-LPM24 (the paper's per-task
+models): a space after the source, three newlines before ``### Response:`` and nothing after it.
 One place for every prompt: per-task training, negatives, alignment and generation all call
 :func:`build_prompt`, so a model always sees at inference exactly the text it was trained on.
 """
@@ -23,10 +26,10 @@ INSTRUCTIONS = {
     ),
 }
 INPUTS = {
-    "mol2cap": "Molecule: {source}\nIn that molecule, could you formulate a caption about?",
-    "cap2mol": "Caption: {source}\nIn that caption, could you generate a molecule smile string?",
+    "mol2cap": "Molecule: {source} \nIn that molecule, could you formulate a caption about?",
+    "cap2mol": "Caption: {source} \nIn that caption, could you generate a molecule smile string?",
 }
-RESPONSE_MARKER = "### Response:\n"
+RESPONSE_MARKER = "### Response:"
 SECTION_MARKER = "### "  # a new section after the response ends it
 
 
@@ -41,7 +44,7 @@ def build_prompt(task: str, source: str) -> str:
     check_task(task)
     return (
         f"{PREAMBLE}\n\n### Instruction:\n{INSTRUCTIONS[task]}\n\n"
-        f"### Input:\n{INPUTS[task].format(source=source)}\n\n{RESPONSE_MARKER}"
+        f"### Input:\n{INPUTS[task].format(source=source)}\n\n\n{RESPONSE_MARKER}"
     )
 
 

@@ -67,9 +67,15 @@ def _torch_available() -> bool:
         return False
 
 
-def start_step(threads: int = 1, seed: int | None = None) -> None:
-    """Everything a Snakemake script does before its real work (stdout joins the rule's log too)."""
+def start_step(threads: int = 1, seed: int | None = None, offline: bool = True) -> None:
+    """Everything a Snakemake script does before its real work (stdout joins the rule's log too).
+
+    Steps other than downloads run with ``HF_HUB_OFFLINE=1``: they read models and data from
+    ``resources/``, so a compute node without internet fails fast instead of hanging on the Hub.
+    """
     sys.stdout = sys.stderr
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
     setup_logging()
     configure_threads(threads)
     if seed is not None:

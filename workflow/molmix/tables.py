@@ -240,7 +240,9 @@ def write_tables(
     return built
 
 
-def tables_step(specs: Mapping[str, Mapping[str, Any]], score_files: Mapping[str, str], out_dir: str | Path) -> None:
+def tables_step(
+    specs: Mapping[str, Mapping[str, Any]], score_files: Mapping[str, str], out_dir: str | Path
+) -> None:
     """The make_tables step: ``score_files`` maps ``<model>__<task>`` to scoring summaries."""
     by_task: dict[str, dict[str, dict[str, Any]]] = {}
     for key, path in score_files.items():

@@ -5,7 +5,7 @@ sys.stderr = open(snakemake.log[0], "w")
 from molmix.data import download_dataset
 from molmix.runtime import start_step
 
-start_step(snakemake.threads)
+start_step(snakemake.threads, offline=False)
 download_dataset(
     snakemake.params.cfg,
     snakemake.params.seed,

@@ -5,5 +5,5 @@ sys.stderr = open(snakemake.log[0], "w")
 from molmix.lm import download_model
 from molmix.runtime import start_step
 
-start_step(snakemake.threads)
+start_step(snakemake.threads, offline=False)
 download_model(snakemake.params.repo_id, snakemake.output[0])

@@ -14,4 +14,5 @@ generate_step(
     snakemake.params.cfg,
     snakemake.params.seed,
     snakemake.output[0],
+    snakemake.params.input_prefix,
 )

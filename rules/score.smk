@@ -1,0 +1,45 @@
+rule reference_statistics:
+    input:
+        test="results/data/{dataset}/test.parquet",
+    output:
+        "results/scores/{dataset}/_reference/{task}.parquet",
+    params:
+        cfg=lookup(dpath="score", within=config),
+    log:
+        "logs/reference_statistics/{dataset}/{task}.log",
+    benchmark:
+        "benchmarks/reference_statistics/{dataset}/{task}.tsv"
+    threads: 2
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
+    conda:
+        "../envs/molmix.yaml"
+    script:
+        "../workflow/scripts/reference_statistics.py"
+
+
+rule score_responses:
+    input:
+        generations="results/generations/{dataset}/{model}/{task}.parquet",
+        test="results/data/{dataset}/test.parquet",
+        reference="results/scores/{dataset}/_reference/{task}.parquet",
+    output:
+        scores="results/scores/{dataset}/{model}/{task}.parquet",
+        summary="results/scores/{dataset}/{model}/{task}.json",
+    wildcard_constraints:
+        model="[^_/][^/]*",
+    params:
+        cfg=lookup(dpath="score", within=config),
+    log:
+        "logs/score_responses/{dataset}/{model}/{task}.log",
+    benchmark:
+        "benchmarks/score_responses/{dataset}/{model}/{task}.tsv"
+    threads: 2
+    resources:
+        mem_mb=scaled(4000),
+        runtime=scaled(30),
+    conda:
+        "../envs/molmix.yaml"
+    script:
+        "../workflow/scripts/score_responses.py"
