@@ -1,7 +1,7 @@
 """Time a no-op re-run of a completed pipeline (issue: "changing nothing re-runs nothing, in seconds").
 
 Usage, after `make demo` has finished in the repository:
-    .venv/bin/python bench/noop_rerun.py [--configfile config.yaml] [--repeat 3]
+    .venv/bin/python bench/noop_rerun.py [--configfile config.yaml] [--directory RUN_DIR] [--repeat 3]
 Prints the wall time of `snakemake --cores 1` (which must find nothing to do) and of a dry run.
 """
 
@@ -28,9 +28,19 @@ def timed(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configfile", default="config.yaml")
+    parser.add_argument("--directory", default=str(ROOT), help="working directory of the completed run")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    common = ["--configfile", args.configfile, "--cores", "1"]
+    common = [
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        args.directory,
+        "--configfile",
+        str(Path(args.configfile).resolve()),
+        "--cores",
+        "1",
+    ]
     for label, extra in (("dry run", ["-n"]), ("no-op run", [])):
         times = []
         for _ in range(args.repeat):

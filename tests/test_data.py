@@ -163,3 +163,49 @@ def test_subsample_step_writes_validated_splits(tmp_path):
     subsample_dataset(cfg, 0, inputs, outputs, tmp_path / "summary.json")
     assert len(read_artifact(outputs["train"], "pairs")) == 14
     assert len(read_artifact(outputs["test"], "pairs")) == 10
+
+
+def lpm24_config(local_dirs=None):
+    return {
+        "name": "lpm24",
+        "source": "lpm24",
+        "lpm24": {
+            "train_repo": "language-plus-molecules/LPM-24_train",
+            "test_repo": "language-plus-molecules/LPM-24_train-extra",
+            "revision": None,
+            "local_dirs": local_dirs or {},
+        },
+    }
+
+
+def test_lpm24_reads_local_snapshots_through_the_hub_code_path(tmp_path):
+    from molmix.data import load_source
+
+    dirs = {}
+    for repo, rows in (
+        ("language-plus-molecules/LPM-24_train", 4),
+        ("language-plus-molecules/LPM-24_train-extra", 3),
+    ):
+        root = tmp_path / repo.split("/")[1]
+        (root / "data").mkdir(parents=True)
+        for split in ("split_train", "split_valid"):
+            frame = pd.DataFrame(
+                {"molecule": ["CCO"] * rows, "caption": [f"{split} {i}" for i in range(rows)]}
+            )
+            frame.to_parquet(root / "data" / f"{split}-00000-of-00001.parquet")
+        dirs[repo] = str(root)
+    splits, manifest = load_source(lpm24_config(dirs), 0, tmp_path)
+    assert [len(splits[s]) for s in ("train", "validation", "test")] == [4, 4, 3]
+    assert splits["validation"]["caption"].iloc[0] == "split_valid 0"
+    assert manifest["files"]["test"]["repo"] == "language-plus-molecules/LPM-24_train-extra"
+
+
+def test_lpm24_offline_fails_with_one_line_saying_what_to_do(tmp_path, monkeypatch):
+    from molmix.data import load_source
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(DataError) as error:
+        load_source(lpm24_config(), 0, tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and "LPM-24_train" in message and "local_dirs" in message

@@ -61,8 +61,14 @@ def test_the_whole_dag_produces_every_target(finished_run):
     assert (finished_run / "results/models/demo/learning_check.json").exists()
     assert (finished_run / "results/generations/demo/slerp+cpo/cap2mol.parquet").exists()
     for table in ("table2", "table3", "table4", "table5"):
-        if (REPO / "rules/score.smk").exists():
-            assert (finished_run / f"results/tables/demo/{table}.md").exists()
+        assert (finished_run / f"results/tables/demo/{table}.md").exists()
+    assert (finished_run / "results/figures/demo/training_loss.png").exists()
+
+
+def test_the_report_collects_tables_and_figures(finished_run):
+    run_snakemake(finished_run, "--report", "report.html", configfile=TINY)
+    html = (finished_run / "report.html").read_text(errors="replace")
+    assert "table2.md" in html and "training_loss.png" in html
 
 
 def test_nothing_changed_reruns_nothing(finished_run):
