@@ -79,3 +79,19 @@ def test_data_stage_is_byte_identical_across_runs(tmp_path, write_config):
             {s: (workdir / f"results/data/demo/{s}.parquet").read_bytes() for s in ("train", "test")}
         )
     assert outputs[0] == outputs[1]
+
+
+def test_nf64_typo_of_the_paper_is_rejected_pointing_to_nf4(write_config):
+    from molmix.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as error:
+        load_config(write_config({"align.quantization.quant_type": "nf64"}))
+    message = str(error.value)
+    assert "align.quantization.quant_type: 'nf64' is not one of ['nf4', 'fp4']" in message
+    assert "use nf4" in message
+
+
+def test_zero_in_a_mixing_ratio_fails_at_parse_time(tmp_path, write_config):
+    config = write_config({"merge.ratio_sweep": {"method": "slerp", "ratios": [[0, 1]]}})
+    result = run_snakemake(tmp_path, "-n", configfile=config, check=False)
+    assert result.returncode != 0 and "ratios" in result.stdout + result.stderr
