@@ -263,4 +263,6 @@ def get_final_output():
         model=evaluated_models(),
         task=TASKS,
     )
+    targets += expand("results/tables/{dataset}/{table}.md", dataset=DATASET, table=TABLES)
+    targets.append(f"results/figures/{DATASET}")
     return targets

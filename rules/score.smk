@@ -3,18 +3,18 @@ rule reference_statistics:
         test="results/data/{dataset}/test.parquet",
     output:
         "results/scores/{dataset}/_reference/{task}.parquet",
-    params:
-        cfg=lookup(dpath="score", within=config),
     log:
         "logs/reference_statistics/{dataset}/{task}.log",
     benchmark:
         "benchmarks/reference_statistics/{dataset}/{task}.tsv"
+    conda:
+        "../envs/molmix.yaml"
     threads: 2
     resources:
         mem_mb=scaled(4000),
         runtime=scaled(30),
-    conda:
-        "../envs/molmix.yaml"
+    params:
+        cfg=lookup(dpath="score", within=config),
     script:
         "../workflow/scripts/reference_statistics.py"
 
@@ -27,19 +27,19 @@ rule score_responses:
     output:
         scores="results/scores/{dataset}/{model}/{task}.parquet",
         summary="results/scores/{dataset}/{model}/{task}.json",
-    wildcard_constraints:
-        model="[^_/][^/]*",
-    params:
-        cfg=lookup(dpath="score", within=config),
     log:
         "logs/score_responses/{dataset}/{model}/{task}.log",
     benchmark:
         "benchmarks/score_responses/{dataset}/{model}/{task}.tsv"
+    wildcard_constraints:
+        model="[^_/][^/]*",
+    conda:
+        "../envs/molmix.yaml"
     threads: 2
     resources:
         mem_mb=scaled(4000),
         runtime=scaled(30),
-    conda:
-        "../envs/molmix.yaml"
+    params:
+        cfg=lookup(dpath="score", within=config),
     script:
         "../workflow/scripts/score_responses.py"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -66,6 +67,7 @@ def check_config(config: Mapping[str, Any]) -> None:
                 raise ConfigError(f"dataset.chebi20.{split}: required when dataset.source is chebi20")
     if source == "table" and not config["dataset"]["table"].get("path"):
         raise ConfigError("dataset.table.path: required when dataset.source is table")
+    _check_model_references(config.get("models", {}))
     align = config.get("align", {})
     if any("kto" in run["methods"] for run in align.get("runs", [])):
         batch = align["methods"]["kto"]["batch_size"] or align["training"]["batch_size"]
@@ -75,6 +77,25 @@ def check_config(config: Mapping[str, Any]) -> None:
                 f"its KL term from mismatched pairs inside one batch) but align.training.batch_size is {batch}; "
                 "set align.methods.kto.batch_size (and gradient_accumulation_steps to keep the effective batch)"
             )
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def _check_model_references(models: Mapping[str, Any]) -> None:
+    """Each model taken from outside (source hub) is an existing local folder or a Hub id ``org/name``.
+
+    A mistyped local path would otherwise be sent to the Hub as an id and fail much later.
+    """
+    references = []
+    if models.get("base", {}).get("source") == "hub":
+        references.append(("models.base.id", models["base"]["id"]))
+    for role in ("pertask", "negative"):
+        if models.get(role, {}).get("source") == "hub":
+            references += [(f"models.{role}.ids.{task}", ref) for task, ref in models[role]["ids"].items()]
+    for key, ref in references:
+        if not Path(ref).is_dir() and not HUB_ID.fullmatch(ref):
+            raise ConfigError(f"{key}: {ref!r} is neither an existing model folder nor a Hub id (org/name)")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,448 @@
+"""Scoring: metric equality with the reference libraries, conventions, caching, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from molmix.artifacts import read_artifact, write_artifact
+from molmix.scoring import bleu, fcd, molecules, text
+from molmix.scoring.core import SUMMARY_KEYS, Scorer, ScoreSettings, score_file, score_step
+from molmix.scoring.io import ScoringInputError, align_references, read_molt5_tsv
+from molmix.scoring.references import cached_statistics, load_statistics, save_statistics
+from molmix.scoring.tokenizer import TokenizerError, load_text_tokenizer
+
+CAPTIONS = [
+    "The molecule is a monocarboxylic acid anion that is the conjugate base of acetic acid.",
+    "It is an aromatic ether and a member of phenols.",
+    "The molecule is a dog-shaped alkaloid with antibacterial activity.",
+]
+SMILES = ["CC(=O)[O-]", "COc1ccccc1O", "CN1CCC[C@H]1c1cccnc1"]
+SETTINGS = ScoreSettings(text_tokenizer="bert-base-uncased", invalid_smiles="molt5")
+
+
+def items(references, predictions, model="m"):
+    return pd.DataFrame(
+        {
+            "id": [str(i) for i in range(len(references))],
+            "reference": references,
+            "prediction": predictions,
+            "model": model,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def caption_scorer():
+    return Scorer("mol2cap", SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def molecule_scorer():
+    return Scorer("cap2mol", SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def caption_stats(caption_scorer):
+    return caption_scorer.compute_reference_statistics([str(i) for i in range(3)], CAPTIONS)
+
+
+@pytest.fixture(scope="module")
+def molecule_stats(molecule_scorer):
+    return molecule_scorer.compute_reference_statistics([str(i) for i in range(3)], SMILES)
+
+
+# ---- equality with the libraries the official scorers call
+
+
+def _nltk_bleu(references, hypotheses, weights):
+    from nltk.translate.bleu_score import corpus_bleu
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = corpus_bleu([[list(r)] for r in references], [list(h) for h in hypotheses], weights=weights)
+    return value if isinstance(value, list) else [value]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text("abc", max_size=8), st.text("abcd", max_size=8)), min_size=1, max_size=5))
+def test_fast_bleu_equals_nltk(pairs):
+    references, hypotheses = zip(*pairs, strict=True)
+    weights = [(0.5, 0.5), (0.25, 0.25, 0.25, 0.25)]
+    assert bleu.corpus_bleu(references, hypotheses, weights) == _nltk_bleu(references, hypotheses, weights)
+    words = [r.split("a") for r in references], [h.split("a") for h in hypotheses]
+    assert bleu.corpus_bleu(*words, weights) == _nltk_bleu(*words, weights)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=40), st.text(max_size=40)), min_size=1, max_size=4))
+def test_rouge_equals_rouge_score(pairs):
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
+    references, predictions = zip(*pairs, strict=True)
+    ours = text.rouge_scores(text.rouge_tokens(references), text.rouge_tokens(predictions))
+    for i, (ref, pred) in enumerate(pairs):
+        official = scorer.score(pred, ref)  # the MolT5 script's argument order
+        for key in ("rouge1", "rouge2", "rougeL"):
+            assert ours[key][i] == official[key].fmeasure
+
+
+def test_frechet_distance_equals_fcd_torch():
+    from fcd_torch.utils import calculate_frechet_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 16)), rng.normal(0.3, 1.2, size=(250, 16))
+    mu1, s1 = fcd.gaussian(a)
+    mu2, s2 = fcd.gaussian(b)
+    assert fcd.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(
+        calculate_frechet_distance(mu1, s1, mu2, s2), rel=1e-9
+    )
+
+
+def test_chemnet_activations_equal_fcd_torch():
+    from fcd_torch import FCD
+
+    smiles = ["CCO", "c1ccccc1Cl", "[Na+].[Cl-]", "C" * 400]  # a salt and one longer than the padding
+    expected = FCD(device="cpu", n_jobs=1, canonize=False).get_predictions(smiles)
+    np.testing.assert_allclose(fcd.chemnet_activations(smiles), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fingerprints_match_the_official_rdkit_calls():
+    from rdkit import Chem, DataStructs
+    from rdkit.Chem import AllChem
+
+    mols = molecules.parse_smiles(SMILES + ["O=C(O)c1ccccc1OC(C)=O"])
+    ours = molecules.fingerprints(mols)
+    for i, mol in enumerate(mols):
+        assert ours["rdk"][i] == Chem.RDKFingerprint(mol)
+        official = AllChem.GetMorganFingerprint(mol, 2)
+        assert ours["morgan"][i].GetNonzeroElements() == official.GetNonzeroElements()
+        assert DataStructs.TanimotoSimilarity(ours["morgan"][i], ours["morgan"][0]) == pytest.approx(
+            DataStructs.TanimotoSimilarity(official, AllChem.GetMorganFingerprint(mols[0], 2))
+        )
+
+
+# ---- molecules: validity and the two invalid-SMILES conventions
+
+
+def test_empty_and_whitespace_outputs_are_invalid():
+    from rdkit import Chem
+
+    assert Chem.MolFromSmiles("") is not None  # RDKit's empty molecule, which must not count as valid
+    valid = [m is not None for m in molecules.parse_smiles(["", " ", "\n", "C", "C1CC", "not a smiles"])]
+    assert valid == [False, False, False, True, False, False]
+
+
+def test_conventions_differ_only_in_invalid_outputs():
+    similarity = np.array([1.0, 0.5, np.nan, np.nan])
+    valid = np.array([True, True, False, False])
+    assert molecules.convention_mean(similarity, valid, "molt5") == 0.75
+    assert molecules.convention_mean(similarity, valid, "lpm24") == 0.375
+    with pytest.raises(ValueError, match="convention"):
+        molecules.convention_mean(similarity, valid, "other")
+
+
+def test_cap2mol_scores(molecule_scorer, molecule_stats):
+    per_item, summary = molecule_scorer.score(
+        items(SMILES, ["CC(=O)[O-]", "COc1ccccc1", "definitely not"]), molecule_stats
+    )
+    assert per_item["valid"].tolist() == [True, True, False]
+    assert per_item["exact"].tolist() == [True, False, False]
+    assert per_item["maccs_fts"][0] == 1.0 and 0 < per_item["maccs_fts"][1] < 1
+    assert math.isnan(per_item["maccs_fts"][2])
+    assert summary["validity"] == pytest.approx(2 / 3)
+    assert summary["maccs_fts_molt5"] == pytest.approx(per_item["maccs_fts"][:2].mean())
+    assert summary["maccs_fts_lpm24"] == pytest.approx(per_item["maccs_fts"][:2].sum() / 3)
+    assert summary["maccs_fts"] == summary["maccs_fts_molt5"]
+    assert summary["fcd"] is not None and summary["fcd"] >= 0
+    assert set(SUMMARY_KEYS["cap2mol"]) <= set(summary) and summary["n"] == 3
+
+
+def test_fcd_is_none_with_fewer_than_two_valid_predictions(molecule_scorer, molecule_stats):
+    _, summary = molecule_scorer.score(items(SMILES, ["CCO", "", "]["]), molecule_stats)
+    assert summary["fcd"] is None and summary["validity"] == pytest.approx(1 / 3)
+
+
+def test_identical_predictions_score_perfectly(
+    molecule_scorer, molecule_stats, caption_scorer, caption_stats
+):
+    _, mol = molecule_scorer.score(items(SMILES, SMILES), molecule_stats)
+    assert mol["exact"] == mol["validity"] == mol["bleu"] == mol["maccs_fts"] == 1.0
+    assert mol["levenshtein"] == 0.0 and abs(mol["fcd"]) < 1e-3
+    _, cap = caption_scorer.score(items(CAPTIONS, CAPTIONS), caption_stats)
+    assert cap["bleu4"] == pytest.approx(1.0) and cap["rougeL"] == pytest.approx(1.0)
+
+
+# ---- captions: tokenizer traps, WordNet
+
+
+def test_tokenizer_truncates_explicitly_and_drops_literal_special_tokens():
+    tokenizer = load_text_tokenizer("bert-base-uncased", max_tokens=512)
+    assert tokenizer.vocab_size == 30522
+    long, special = tokenizer.tokenize(["carbon " * 700, "an [CLS] acid [SEP] [PAD]"])
+    assert len(long) == 512
+    assert special == ["an", "acid"]
+
+
+def test_a_five_token_vocabulary_is_refused(tmp_path):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordPiece
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
+    Tokenizer(WordPiece(vocab, unk_token="[UNK]")).save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(TokenizerError, match="only 5 tokens"):
+        load_text_tokenizer(str(tmp_path))
+
+
+def test_known_tokenizer_with_wrong_size_is_refused(tmp_path, monkeypatch):
+    from molmix.scoring import tokenizer as module
+
+    monkeypatch.setitem(module.KNOWN_VOCAB_SIZES, "bert-base-uncased", 31090)
+    with pytest.raises(TokenizerError, match="expected 31090"):
+        load_text_tokenizer("bert-base-uncased")
+
+
+def test_fallback_tokenizer_is_named_and_flagged_not_comparable(caption_stats):
+    scorer = Scorer(
+        "mol2cap",
+        ScoreSettings(text_tokenizer="/nonexistent/scibert", fallback_tokenizer="bert-base-uncased"),
+    )
+    assert scorer.tokenizer.name == "bert-base-uncased" and "nonexistent" in scorer.fallback_reason
+    _, summary = scorer.score(
+        items(CAPTIONS, CAPTIONS[::-1]), scorer.compute_reference_statistics(["0", "1", "2"], CAPTIONS)
+    )
+    assert summary["comparable_to_published"] is False
+    assert summary["tokenizer"]["name"] == "bert-base-uncased"
+    assert any("not comparable" in note for note in summary["notes"])
+
+
+def test_meteor_uses_wordnet_synonyms():
+    tokens = [["a", "dog"]]
+    hound, cat = (
+        text.meteor_scores(tokens, [["a", "hound"]])[0],
+        text.meteor_scores(tokens, [["a", "cat"]])[0],
+    )
+    assert hound > cat  # 'hound' shares a WordNet synset with 'dog' (nltk stems before the synonym stage)
+
+
+WORDNET_HIDDEN = """
+import sys, nltk
+nltk.data.path[:] = [sys.argv[1]]
+from molmix.scoring.core import Scorer, ScoreSettings
+from molmix.scoring.text import WordNetMissing
+try:
+    Scorer("mol2cap", ScoreSettings())
+except WordNetMissing as err:
+    print("MISSING:", err)
+"""
+
+
+def test_scoring_fails_clearly_without_wordnet(tmp_path):
+    # 'a dog' / 'a puppy' (or identical captions) would never reach WordNet: the check is up front
+    result = subprocess.run(
+        [sys.executable, "-c", WORDNET_HIDDEN, str(tmp_path)], capture_output=True, text=True
+    )
+    assert "MISSING: METEOR needs WordNet" in result.stdout, result.stderr
+    assert "tools/install_wordnet.sh" in result.stdout
+    tsv = tmp_path / "p.txt"
+    tsv.write_text("SMILES\tground truth\toutput\nC\ta dog\ta puppy\n")
+    code = "import sys, nltk; nltk.data.path[:] = [sys.argv[1]]; from molmix.cli import main; sys.exit(main(sys.argv[2:]))"
+    args = [str(tmp_path), "score", str(tsv), "--text-tokenizer", "bert-base-uncased", "--no-cache"]
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert result.returncode == 2 and "METEOR needs WordNet" in result.stderr
+
+
+# ---- any prediction scores
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.text(max_size=300), min_size=3, max_size=3))
+def test_any_unicode_prediction_scores(
+    caption_scorer, caption_stats, molecule_scorer, molecule_stats, predictions
+):
+    _, cap = caption_scorer.score(items(CAPTIONS, predictions), caption_stats)
+    for key in SUMMARY_KEYS["mol2cap"]:
+        assert 0.0 <= cap[key] <= 1.0 + 1e-12
+    per_item, mol = molecule_scorer.score(items(SMILES, predictions), molecule_stats)
+    assert 0.0 <= mol["validity"] <= 1.0 and mol["levenshtein"] >= 0 and 0.0 <= mol["bleu"] <= 1.0
+    assert per_item["valid"].sum() == mol["n_valid"]
+
+
+def test_hostile_outputs_score(caption_scorer, caption_stats, molecule_scorer, molecule_stats):
+    hostile = ["", "   \t", "Молекула ☢ 分子 \U0001f9ea"]
+    long = ["C" * 10_000, "x" * 10_000, "[CLS] " + "acid " * 3000]
+    for predictions in (hostile, long):
+        _, cap = caption_scorer.score(items(CAPTIONS, predictions), caption_stats)
+        assert cap["meteor"] >= 0
+        per_item, mol = molecule_scorer.score(items(SMILES, predictions), molecule_stats)
+        assert mol["n"] == 3
+    assert per_item["valid"].tolist() == [True, False, False]  # 10k carbons is a valid alkane
+
+
+# ---- files: readers, caching, bad input
+
+
+def write_generations(path, task, references, predictions, model="sys"):
+    frame = pd.DataFrame(
+        {
+            "id": [f"id{i}" for i in range(len(references))],
+            "task": task,
+            "input": "x",
+            "reference": references,
+            "prediction": predictions,
+            "model": model,
+        }
+    )
+    write_artifact(frame, path, "generations")
+    return path
+
+
+def write_test(path, n=3):
+    frame = pd.DataFrame(
+        {"id": [f"id{i}" for i in range(n)], "smiles": SMILES[:n], "caption": CAPTIONS[:n], "category": None}
+    )
+    write_artifact(frame, path, "pairs")
+    return path
+
+
+def test_parquet_none_and_nan_predictions_score_as_empty(tmp_path):
+    path = write_generations(tmp_path / "g.parquet", "cap2mol", SMILES, [None, "COc1ccccc1O", float("nan")])
+    per_item, summary = score_file(path, None, SETTINGS, cache_dir=None)
+    assert per_item["prediction"].tolist() == ["", "COc1ccccc1O", ""]
+    assert summary["validity"] == pytest.approx(1 / 3)
+
+
+def test_mismatched_row_counts_name_both_files(tmp_path):
+    generations = write_generations(tmp_path / "g.parquet", "mol2cap", CAPTIONS[:2], ["a", "b"])
+    test = write_test(tmp_path / "test.parquet")
+    with pytest.raises(ScoringInputError) as err:
+        score_step(
+            str(generations),
+            str(test),
+            "unused",
+            "mol2cap",
+            {},
+            str(tmp_path / "s.parquet"),
+            str(tmp_path / "s.json"),
+        )
+    assert "g.parquet" in str(err.value) and "test.parquet" in str(err.value)
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_tsv_against_a_references_file_of_another_length(tmp_path):
+    predictions = tmp_path / "pred.txt"
+    predictions.write_text("description\tground truth\toutput\nd\tCCO\tCCO\n")
+    references = tmp_path / "refs.txt"
+    references.write_text("description\tground truth\toutput\nd\tCCO\tx\nd\tCC\tx\n")
+    with pytest.raises(ScoringInputError, match="pred.txt.*refs.txt"):
+        score_file(predictions, None, SETTINGS, references_path=references)
+
+
+def test_malformed_tsv_names_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("SMILES\tground truth\toutput\nC\tan acid\tan acid\nC\tonly two\n")
+    with pytest.raises(ScoringInputError, match=r"bad.txt, line 3"):
+        read_molt5_tsv(bad)
+    bad.write_text("smiles\tcaption\n")
+    with pytest.raises(ScoringInputError, match="not a MolT5-format TSV"):
+        read_molt5_tsv(bad)
+    bad.write_bytes(b"SMILES\tground truth\toutput\nC\t\xff\tx\n")
+    with pytest.raises(ScoringInputError, match="not UTF-8"):
+        read_molt5_tsv(bad)
+
+
+def test_references_must_agree_by_id(tmp_path):
+    generations = items(CAPTIONS, CAPTIONS).assign(id=["id0", "id1", "id2"])
+    references = generations[["id", "reference"]].assign(reference=["x", "y", "z"])
+    with pytest.raises(ScoringInputError, match="differs between"):
+        align_references(generations, tmp_path / "g.parquet", references, tmp_path / "t.parquet")
+    shuffled = generations.iloc[::-1].reset_index(drop=True)
+    aligned = align_references(
+        shuffled, tmp_path / "g.parquet", generations[["id", "reference"]], tmp_path / "t.parquet"
+    )
+    assert aligned["id"].tolist() == ["id0", "id1", "id2"]
+
+
+def test_reference_statistics_are_cached_and_reused(tmp_path, monkeypatch, molecule_scorer):
+    from molmix.scoring import references
+
+    key = molecule_scorer.key(["0", "1", "2"], SMILES)
+    args = {"tokenizer": None, "morgan_radius": 2, "fcd": True}
+    first = cached_statistics(tmp_path, "cap2mol", ["0", "1", "2"], SMILES, key, **args)
+    assert (tmp_path / f"cap2mol-{key}.parquet").exists()
+    monkeypatch.setattr(references, "compute_statistics", lambda *a, **k: pytest.fail("recomputed"))
+    second = cached_statistics(tmp_path, "cap2mol", ["0", "1", "2"], SMILES, key, **args)
+    np.testing.assert_array_equal(first.activations, second.activations)
+    assert [fp.ToBitString() for fp in second.fingerprints["maccs"]] == [
+        fp.ToBitString() for fp in first.fingerprints["maccs"]
+    ]
+    assert molecule_scorer.key(["0", "1", "2"], SMILES[::-1]) != key
+    assert Scorer("cap2mol", ScoreSettings(morgan_radius=3)).key(["0", "1", "2"], SMILES) != key
+
+
+def test_score_step_writes_scores_and_summary(tmp_path):
+    test = write_test(tmp_path / "test.parquet")
+    generations = write_generations(tmp_path / "g.parquet", "mol2cap", CAPTIONS, ["an acid", "", CAPTIONS[2]])
+    cfg = {"text_tokenizer": "bert-base-uncased", "invalid_smiles": "lpm24"}
+    from molmix.scoring.core import reference_statistics_step
+
+    reference_statistics_step(str(test), "mol2cap", cfg, str(tmp_path / "ref.parquet"))
+    out = tmp_path / "scores"
+    score_step(
+        str(generations),
+        str(test),
+        str(tmp_path / "ref.parquet"),
+        "mol2cap",
+        cfg,
+        str(out / "s.parquet"),
+        str(out / "s.json"),
+    )
+    per_item = read_artifact(out / "s.parquet", "scores")
+    summary = json.loads((out / "s.json").read_text())
+    assert per_item["meteor"].mean() == pytest.approx(summary["meteor"])
+    assert summary["model"] == "sys" and summary["tokenizer"]["vocab_size"] == 30522
+    # statistics of other settings are refused rather than silently used
+    other = {"text_tokenizer": "bert-base-uncased", "max_text_tokens": 8}
+    with pytest.raises(ScoringInputError, match="reference statistics do not belong"):
+        score_step(
+            str(generations),
+            str(test),
+            str(tmp_path / "ref.parquet"),
+            "mol2cap",
+            other,
+            str(out / "t.parquet"),
+            str(out / "t.json"),
+        )
+    assert load_statistics(tmp_path / "ref.parquet").n == 3
+    save_statistics(load_statistics(tmp_path / "ref.parquet"), tmp_path / "copy.parquet")
+
+
+def test_cli_scores_a_molt5_tsv(tmp_path):
+    tsv = tmp_path / "c2s.txt"
+    tsv.write_text("description\tground truth\toutput\n" + "".join(f"d\t{s}\t{s}\n" for s in SMILES))
+    out = tmp_path / "summary.json"
+    args = ["score", str(tsv), "--json", str(out), "--cache-dir", str(tmp_path / "cache"), "--threads", "1"]
+    result = subprocess.run([sys.executable, "-m", "molmix.cli", *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed == json.loads(out.read_text())
+    assert printed["task"] == "cap2mol" and printed["n"] == 3 and printed["exact"] == 1.0
+    assert (
+        set(SUMMARY_KEYS["cap2mol"]) <= set(printed) and printed["conventions"]["invalid_smiles"] == "molt5"
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "molmix.cli", "score", str(tmp_path / "missing.txt")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "missing.txt" in bad.stderr
