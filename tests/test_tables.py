@@ -96,3 +96,17 @@ def test_published_comparison_and_files(tmp_path):
         "table3.csv",
         "table3.published.md",
     }
+
+
+def test_uncomputable_metric_is_shown_as_a_dash():
+    scores = {**CAP2MOL, "kto": {**CAP2MOL["kto"], "fcd": None}}
+    markdown = to_markdown(build_table(SPEC, scores), "cap2mol")
+    kto_line = next(line for line in markdown.splitlines() if "| KTO |" in line)
+    assert kto_line.split(" | ")[7] == "–"
+
+
+def test_hidden_rows_serve_only_as_delta_baselines():
+    spec = {**SPEC, "rows": [*SPEC["rows"][1:], {**SPEC["rows"][0], "show": False}]}
+    table = build_table(spec, CAP2MOL)
+    assert table["system"].tolist() == ["CPO", "KTO", "Δ_CPOvsMED"]
+    assert table.iloc[-1]["bleu"] == pytest.approx(28.0)

@@ -84,10 +84,19 @@ def build_table(spec: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]]
         missing = [m.key for m in metrics if m.key not in summary]
         if missing:
             raise TableError(f"scores of model {row['model']!r} lack metric(s) {missing}")
-        values[row["label"]] = {m.key: float(summary[m.key]) for m in metrics}
-        records.append(
-            {"group": row.get("group", ""), "system": row["label"], "kind": "score", **values[row["label"]]}
-        )
+        # a metric that could not be computed (e.g. FCD with too few valid molecules) is null: shown as "–"
+        values[row["label"]] = {
+            m.key: math.nan if summary[m.key] is None else float(summary[m.key]) for m in metrics
+        }
+        if row.get("show", True):
+            records.append(
+                {
+                    "group": row.get("group", ""),
+                    "system": row["label"],
+                    "kind": "score",
+                    **values[row["label"]],
+                }
+            )
     for comparison in spec.get("deltas", []):
         for side in ("row", "baseline"):
             if comparison[side] not in values:
