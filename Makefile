@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: venv demo test lint report clean-demo
+.PHONY: venv demo test test-e2e lint report
 
 $(BIN)/molmix: requirements.lock pyproject.toml tools/install_wordnet.sh
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,16 @@ demo: venv
 	$(BIN)/snakemake --cores $(CORES)
 
 lint: venv
-	$(BIN)/ruff check workflow tests bench
-	$(BIN)/ruff format --check workflow tests bench
+	$(BIN)/ruff check workflow tests bench tools
+	$(BIN)/ruff format --check workflow tests bench tools
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint --cores 1
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not e2e"
+
+test-e2e: venv
+	$(BIN)/pytest -q -m e2e
 
 report: venv
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html

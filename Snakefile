@@ -26,6 +26,7 @@ include: "rules/merge.smk"
 include: "rules/align.smk"
 include: "rules/generate.smk"
 include: "rules/score.smk"
+include: "rules/nli.smk"
 include: "rules/tables.smk"
 
 

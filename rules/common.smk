@@ -53,6 +53,7 @@ def hub_models():
             for task in TASKS
             if baseline[task] not in ("pertask", "negative", "base", *MERGES)
         ]
+    ids += nli_hub_models()
     return {local_model_name(i): i for i in ids if not os.path.isdir(i)}
 
 
@@ -240,6 +241,66 @@ def figure_inputs(wildcards):
     return inputs
 
 
+NLI = config["nli"]
+NLI_CACHE = "results/nli/cache"
+
+
+def nli_hub_models():
+    """Hub ids of the NLI model (source hub) and of the llm decomposer."""
+    ids = [NLI["model"]["id"]] if NLI["model"]["source"] == "hub" else []
+    if NLI["decomposer"]["backend"] == "llm":
+        ids.append(NLI["decomposer"]["model"])
+    return ids
+
+
+def nli_model_dir():
+    if NLI["model"]["source"] == "hub":
+        return hub_or_local(NLI["model"]["id"])
+    return f"results/models/{DATASET}/nli"
+
+
+def decomposer_model(wildcards):
+    """The llm decomposer's folder (no model input for the rules and openai backends)."""
+    if NLI["decomposer"]["backend"] == "llm":
+        return {"decomposer": hub_or_local(NLI["decomposer"]["model"])}
+    return {}
+
+
+def decomposer_gpus():
+    """A GPU for the llm decomposer only (rules runs on CPU; openai calls a server)."""
+    return int(NLI["decomposer"]["backend"] == "llm")
+
+
+def nli_gpus():
+    """A GPU for a Hub NLI model (DeBERTa-v3-large at paper scale), none for the demo's tiny model."""
+    return int(NLI["model"]["source"] == "hub")
+
+
+def nli_systems():
+    """Systems whose captions NLI evaluates; the compared ones must be among them."""
+    systems = evaluated_models()
+    for role in ("preferred", "dispreferred"):
+        if NLI["compare"][role] not in systems:
+            raise ValueError(
+                f"nli.compare.{role}: {NLI['compare'][role]!r} is not an evaluated system {systems}"
+            )
+    for system in NLI["compare"]["systems"]:
+        if system not in systems:
+            raise ValueError(
+                f"nli.compare.systems: {system!r} is not an evaluated system"
+            )
+    return systems
+
+
+def nli_score_files(wildcards):
+    """{method__system: per-item NLI scores} for every method and evaluated system."""
+    return {
+        f"{method}__{system}": f"results/nli/{wildcards.dataset}/{system}/{method}.parquet"
+        for method in ("atomic", "full", "sentence")
+        for system in nli_systems()
+    }
+
+
 def get_final_output():
     """Every target of the configured experiment."""
     targets = expand(
@@ -263,6 +324,11 @@ def get_final_output():
         model=evaluated_models(),
         task=TASKS,
     )
-    targets += expand("results/tables/{dataset}/{table}.md", dataset=DATASET, table=TABLES)
+    targets += expand(
+        "results/tables/{dataset}/{table}.md", dataset=DATASET, table=TABLES
+    )
     targets.append(f"results/figures/{DATASET}")
+    if NLI["model"]["source"] == "train":
+        targets.append(f"results/models/{DATASET}/nli.metrics.json")
+    targets += [f"results/nli/{DATASET}/kl.csv", f"results/nli/{DATASET}/summary.md"]
     return targets

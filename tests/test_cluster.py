@@ -13,6 +13,11 @@ GPU_RULES = {
     "generate_negatives",
     "train_alignment",
     "generate_responses",
+    # atomic NLI at paper scale: the Llama-3-8B decomposer and DeBERTa-v3-large
+    "decompose_references",
+    "decompose_captions",
+    "score_atomic_nli",
+    "score_nli_baselines",
 }
 
 

@@ -66,6 +66,18 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
     },
     # statistics of a test set's references shared by every scored system (scoring stage)
     "reference_statistics": {"id": STRING, "reference": STRING},
+    # atomic facts of each caption (NLI stage: decompose_references / decompose_captions)
+    "atoms": {"id": STRING, "text": STRING, "atoms": pa.list_(STRING)},
+    # per-item hallucination and coverage of one NLI method (atomic, full, sentence) on one system
+    "nli_scores": {
+        "id": STRING,
+        "model": STRING,
+        "method": STRING,
+        "reference": STRING,
+        "prediction": STRING,
+        "hallucination": FLOAT,
+        "coverage": FLOAT,
+    },
 }
 
 PROVENANCE_PACKAGES = (

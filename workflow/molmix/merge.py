@@ -52,7 +52,11 @@ def merge_specs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     sweep = cfg.get("ratio_sweep") or {}
     for r1, r2 in sweep.get("ratios", []):
         name = f"{sweep['method']}-{r1:g}to{r2:g}"
-        specs[name] = {**{k: v for k, v in sweep.items() if k != "ratios"}, "ratio": [r1, r2]}
+        if name in specs:
+            raise ValueError(f"merge.ratio_sweep: ratio {r1:g}:{r2:g} gives the name {name!r}, taken already")
+        specs[name] = {"method": sweep["method"], "ratio": [r1, r2]}
+        if sweep["method"] == "ties":
+            specs[name]["density"] = sweep.get("density", 0.2)
     for name, spec in specs.items():
         ratio_weights(tuple(spec["ratio"]))  # reject zero or negative parts at parse time
         if spec["method"] == "ties" and not 0 < spec.get("density", 0.2) <= 1:
@@ -68,12 +72,18 @@ def ratio_weights(ratio: tuple[float, float]) -> tuple[float, float]:
 
 
 def _tokenizer_fingerprint(path: Path) -> str:
-    files = [
-        path / name for name in ("tokenizer.json", "tokenizer.model", "vocab.json") if (path / name).exists()
-    ]
-    if not files:
-        raise ModelError(f"{path}: model folder has no tokenizer file")
-    return hashlib.sha256(files[0].read_bytes()).hexdigest()
+    """A hash of the token -> id mapping (added and special tokens included).
+
+    The mapping, not the files: checkpoints saved by different library versions serialise the same
+    vocabulary differently, or as tokenizer.model instead of tokenizer.json.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        vocabulary = AutoTokenizer.from_pretrained(str(path)).get_vocab()
+    except (OSError, ValueError) as err:
+        raise ModelError(f"{path}: cannot load the tokenizer ({err})") from None
+    return hashlib.sha256(json.dumps(sorted(vocabulary.items())).encode()).hexdigest()
 
 
 def check_compatible(paths: Mapping[str, str | Path]) -> None:

@@ -1,0 +1,533 @@
+"""Atomic-level cross-NLI: bullet parsing, the rules decomposer, pooling (Eqs. 6-7), label mapping, caches."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from molmix.nli.atomic import PairScorer, pool, score_units, summarize
+from molmix.nli.baselines import baseline_units
+from molmix.nli.cache import ParquetStore
+from molmix.nli.decompose import (
+    EXAMPLE_TEXT,
+    DecompositionError,
+    decompose,
+    decompose_rules,
+    messages_for,
+    parse_bullets,
+)
+from molmix.nli.kl import compare_methods, histogram, kl_divergence
+from molmix.nli.model import LABELS, NLIModelError, label_indices
+
+# --- bullet lists ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "- The molecule is a nutrient.\n- The molecule impacts aging.",
+        "* The molecule is a nutrient.\n* The molecule impacts aging.",
+        "1. The molecule is a nutrient.\n2. The molecule impacts aging.",
+        "1) The molecule is a nutrient.\n2) The molecule impacts aging.",
+        "Here are the independent facts:\n\n- The molecule is a nutrient.\n  - The molecule impacts aging.\n",
+        "- The molecule is a nutrient. - The molecule impacts aging.",  # one line, as Fig. 11 prints it
+        "1. The molecule is a nutrient. 2. The molecule impacts aging.",
+        "• The molecule is a nutrient.\n• The molecule impacts aging.\n• The molecule is a nutrient.",
+    ],
+)
+def test_bullet_lists_in_every_style_give_the_same_facts(answer):
+    assert parse_bullets(answer) == ["The molecule is a nutrient.", "The molecule impacts aging."]
+
+
+def test_an_answer_without_bullets_counts_each_line_and_hyphens_inside_facts_survive():
+    assert parse_bullets(
+        "The molecule is anti-viral.\n\nIt is a non-alcoholic fatty liver disease drug."
+    ) == [
+        "The molecule is anti-viral.",
+        "It is a non-alcoholic fatty liver disease drug.",
+    ]
+    assert parse_bullets("- The molecule is a 1,2-diol.\n- The molecule is a beta-lactam.") == [
+        "The molecule is a 1,2-diol.",
+        "The molecule is a beta-lactam.",
+    ]
+    assert parse_bullets("") == []
+
+
+def test_the_prompt_is_appendix_e_with_fig_11_as_one_shot_example():
+    messages = messages_for("The molecule is a dye.")
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[-1]["content"].startswith(
+        "Please breakdown the following text into independent facts:\nThe molecule is a dye."
+    )
+    assert "You should NOT include any prior knowledge" in messages[-1]["content"]
+    assert EXAMPLE_TEXT in messages[0]["content"]
+    assert len(parse_bullets(messages[1]["content"])) == 7
+    assert len(messages_for("x", one_shot=False)) == 1
+
+
+# --- the rules decomposer -------------------------------------------------------------------
+
+
+def test_rules_decomposer_on_the_fig_11_example():
+    assert decompose_rules(EXAMPLE_TEXT) == [
+        "The molecule impacts atherosclerosis.",
+        "The molecule impacts cardiovascular disease.",
+        "The molecule is a nutrient.",
+        "The molecule is a thyroxine treatment.",
+        "The molecule is a fat storage.",
+        "The molecule impacts pancreatitis.",
+        "The molecule impacts metabolic syndrome.",
+    ]
+
+
+# Table 6's captions: the number of atoms the paper's LLM found and what the rules splitter finds
+TABLE6 = [
+    (
+        "It impacts pancreatitis. The molecule is a fat storage and nutrient, belonging to the thyroxine "
+        "treatment class of molecules, and impacts metabolic syndrome, atherosclerosis, and cardiovascular disease.",
+        [
+            "The molecule impacts pancreatitis.",
+            "The molecule is a fat storage.",
+            "The molecule is a nutrient.",
+            "The molecule belongs to the thyroxine treatment class of molecules.",
+            "The molecule impacts metabolic syndrome.",
+            "The molecule impacts atherosclerosis.",
+            "The molecule impacts cardiovascular disease.",
+        ],
+    ),
+    ("The molecule is a nutrient.", ["The molecule is a nutrient."]),
+    (
+        "The molecule is a energy storage, a membrane stabilizer, and a energy source. The molecule is a "
+        "surfactant, a emulsifier, and a nutrient.",
+        [
+            "The molecule is a energy storage.",
+            "The molecule is a membrane stabilizer.",
+            "The molecule is a energy source.",
+            "The molecule is a surfactant.",
+            "The molecule is a emulsifier.",
+            "The molecule is a nutrient.",
+        ],
+    ),
+    (
+        "The molecule is a energy storage and is floral. The molecule is a emulsifier, nutrient, surfactant, "
+        "energy source, membrane stabilizer, and rose.",
+        [
+            "The molecule is a energy storage.",
+            "The molecule is floral.",
+            "The molecule is a emulsifier.",
+            "The molecule is a nutrient.",
+            "The molecule is a surfactant.",
+            "The molecule is an energy source.",
+            "The molecule is a membrane stabilizer.",
+            "The molecule is a rose.",
+        ],
+    ),
+    (
+        "The molecule is a cholesterol translocation, a apoptosis, and a stabilizing cytochrome oxidase, and "
+        "it impacts tangier disease. The molecule is a stabilizing mitochondrial structure and a proton trap for "
+        "oxidative phosphorylation that impacts barth syndrome, aging, and non-alcoholic fatty liver disease. "
+        "It impacts diabetic heart disease.",
+        [
+            "The molecule is a cholesterol translocation.",
+            "The molecule is a apoptosis.",
+            "The molecule is a stabilizing cytochrome oxidase.",
+            "The molecule impacts tangier disease.",
+            "The molecule is a stabilizing mitochondrial structure.",
+            "The molecule is a proton trap for oxidative phosphorylation.",
+            "The molecule impacts barth syndrome.",
+            "The molecule impacts aging.",
+            "The molecule impacts non-alcoholic fatty liver disease.",
+            "The molecule impacts diabetic heart disease.",
+        ],
+    ),
+    (
+        "It belongs to the anti viral class of molecules. The molecule is both a hepatitis c treatment and a hev inhibitor.",
+        [
+            "The molecule belongs to the anti viral class of molecules.",
+            "The molecule is a hepatitis c treatment.",
+            "The molecule is a hev inhibitor.",
+        ],
+    ),
+    (
+        "The molecule is a proton trap for oxidative phosphorylation and a cholesterol translocation, impacting "
+        "both tangier disease and non-alcoholic fatty liver disease. It impacts both aging and barth syndrome.",
+        [
+            "The molecule is a proton trap for oxidative phosphorylation.",
+            "The molecule is a cholesterol translocation.",
+            "The molecule impacts tangier disease.",
+            "The molecule impacts non-alcoholic fatty liver disease.",
+            "The molecule impacts aging.",
+            "The molecule impacts barth syndrome.",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("caption, atoms", TABLE6)
+def test_rules_decomposer_on_table_6_and_fig_17_captions(caption, atoms):
+    assert decompose_rules(caption) == atoms
+
+
+def test_rules_decomposer_on_every_demo_template():
+    assert decompose_rules(
+        "The molecule is a phenol, ester, and small molecule that is aromatic and carries no net charge."
+    ) == [
+        "The molecule is a phenol.",
+        "The molecule is an ester.",
+        "The molecule is a small molecule.",
+        "The molecule is aromatic.",
+        "The molecule carries no net charge.",
+    ]
+    assert decompose_rules(
+        "It is drug-like and has no hydrogen bond donors. The molecule is an ether and a cation."
+    ) == [
+        "The molecule is drug-like.",
+        "The molecule has no hydrogen bond donors.",
+        "The molecule is an ether.",
+        "The molecule is a cation.",
+    ]
+    assert decompose_rules(
+        "The molecule is a ketone that is hydrophilic. It is also a large molecule and an anion, is drug-like, "
+        "and violates Lipinski's rule of five."
+    ) == [
+        "The molecule is a ketone.",
+        "The molecule is hydrophilic.",
+        "The molecule is a large molecule.",
+        "The molecule is an anion.",
+        "The molecule is drug-like.",
+        "The molecule violates Lipinski's rule of five.",
+    ]
+
+
+def test_rules_decomposer_keeps_sentences_it_cannot_split_and_handles_empty_text():
+    assert decompose_rules("Aspirin inhibits COX-1. ") == ["Aspirin inhibits COX-1."]
+    assert decompose_rules("The molecule, a dye") == ["The molecule, a dye"]
+    assert decompose_rules("   ") == []
+
+
+def test_every_demo_caption_atom_is_a_wording_of_one_of_its_facts():
+    """The demo NLI model learns these wordings, so the rules atoms of demo captions must be among them."""
+    import random
+
+    from molmix.demo_data import EXCLUSIVE, GROUPS, caption, exclusive_fact, group_fact
+    from molmix.nli.train import fact_wordings
+
+    rng = random.Random(0)
+    for _ in range(300):
+        facts = [group_fact(g) for g in rng.sample(sorted(GROUPS), rng.randrange(0, 4))]
+        facts += [exclusive_fact(slot, rng.choice(sorted(values))) for slot, values in EXCLUSIVE.items()]
+        text = caption(facts, rng)
+        wordings = {w for fact in facts for w in fact_wordings(fact)}
+        atoms = decompose_rules(text)
+        assert len(atoms) == len(facts), text
+        assert set(atoms) <= wordings, (text, set(atoms) - wordings)
+
+
+# --- pooling ----------------------------------------------------------------------------------
+
+
+def test_pooling_matches_hand_computed_matrices():
+    # 2 generated atoms (rows of C) x 3 reference atoms; 3 reference atoms (rows of E) x 2 generated
+    contradiction = np.array([[0.9, 0.2, 0.4], [0.1, 0.7, 0.05]])
+    entailment = np.array([[0.8, 0.1], [0.3, 0.6], [0.2, 0.1]])
+    hallucination, coverage = pool(contradiction, entailment)
+    assert hallucination == pytest.approx((0.2 + 0.05) / 2)
+    assert coverage == pytest.approx((0.8 + 0.6 + 0.2) / 3)
+
+
+@pytest.mark.parametrize(
+    "n_reference, matched, contradiction, hallucination, coverage",
+    [
+        (7, 1, 0.0, 0.00, 0.14),  # Table 6 row 1: seven premises, the one hypothesis entails one of them
+        (1, 0, 0.75, 0.75, 0.00),  # row 3: orexin receptor antagonist vs anti viral
+        (11, 10, 0.0, 0.00, 0.91),  # row 4: ten of eleven premises covered
+    ],
+)
+def test_table_6_structure(n_reference, matched, contradiction, hallucination, coverage):
+    n_generated = max(matched, 1)
+    C = np.full((n_generated, n_reference), 0.9)
+    C[:, 0] = contradiction  # each generated atom has one non-contradicting premise
+    E = np.zeros((n_reference, n_generated))
+    for i in range(matched):
+        E[i, i] = 1.0
+    h, c = pool(C, E)
+    assert round(h, 2) == hallucination and round(c, 2) == coverage
+
+
+def test_empty_decompositions_are_defined():
+    assert pool(np.zeros((0, 3)), np.zeros((3, 0))) == (pytest.approx(float("nan"), nan_ok=True), 0.0)
+    h, c = pool(np.zeros((2, 0)), np.zeros((0, 2)))
+    assert math.isnan(h) and math.isnan(c)
+
+
+class StubModel:
+    """An NLI model from a table: P(entailment) 1 for equal texts, P(contradiction) 1 for listed pairs."""
+
+    name = key = "stub"
+
+    def __init__(self, contradictions=()):
+        self.contradictions = set(contradictions)
+        self.calls = 0
+        self.pairs = 0
+
+    def predict(self, pairs, progress=False):
+        self.calls += 1
+        self.pairs += len(pairs)
+        out = np.zeros((len(pairs), 3))
+        for row, (p, h) in enumerate(pairs):
+            label = (
+                "entailment" if p == h else "contradiction" if (p, h) in self.contradictions else "neutral"
+            )
+            out[row, LABELS.index(label)] = 1.0
+        return out
+
+
+def test_score_units_scores_each_distinct_pair_once_and_counts_empty_items():
+    model = StubModel(contradictions={("A", "X")})
+    references = [["A", "B"], ["A", "B"], ["A"], []]
+    predictions = [["A", "X"], ["A", "X"], [], ["A"]]
+    per_item = score_units(references, predictions, PairScorer(model))
+    assert model.calls == 1 and model.pairs == len(
+        {("A", "A"), ("A", "X"), ("X", "A"), ("B", "A"), ("A", "B"), ("B", "X"), ("X", "B")}
+    )
+    first = per_item.iloc[0]
+    assert first["hallucination"] == pytest.approx(0.0)  # X contradicts A but not B: min is 0
+    assert first["coverage"] == pytest.approx(0.5)  # A covered, B not
+    assert first["coverage_match"] == [0, 0] and first["hallucination_match"] == [0, 1]
+    assert per_item.iloc[2]["coverage"] == 0.0 and math.isnan(per_item.iloc[2]["hallucination"])
+    assert per_item.iloc[3]["no_reference_units"] and math.isnan(per_item.iloc[3]["coverage"])
+    summary = summarize(per_item)
+    assert summary == {
+        "hallucination": 0.0,
+        "coverage": pytest.approx((0.5 + 0.5 + 0.0) / 3),
+        "n": 4,
+        "n_empty": 1,
+        "n_no_reference": 1,
+    }
+
+
+def test_pair_cache_makes_a_second_run_call_no_model(tmp_path):
+    from molmix.nli.atomic import pair_store
+
+    references, predictions = [["A", "B"]], [["B", "C"]]
+    first = StubModel()
+    expected = score_units(references, predictions, PairScorer(first, pair_store(tmp_path)))
+    second = StubModel()
+    again = score_units(references, predictions, PairScorer(second, pair_store(tmp_path)))
+    assert first.pairs == 7 and second.calls == 0  # (B, B) is needed twice, scored once
+    pd.testing.assert_frame_equal(expected, again)
+
+
+def test_a_shard_killed_mid_write_is_ignored(tmp_path):
+    store = ParquetStore(tmp_path, ("key",), ("value",))
+    store.add([{"key": "a", "value": 1.0}])
+    (tmp_path / ".deadbeef.parquet.x1.tmp").write_bytes(b"PAR1 half a file")  # what a SIGKILL leaves
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet")  # a damaged shard is skipped, not fatal
+    assert ParquetStore(tmp_path, ("key",), ("value",)).lookup([("a",), ("b",)]) == {("a",): 1.0}
+
+
+def test_decomposition_cache_skips_the_backend_on_the_second_run(tmp_path):
+    from molmix.nli.steps import decomposition_store
+
+    calls = []
+
+    def backend(texts):
+        calls.append(list(texts))
+        return [decompose_rules(t) for t in texts]
+
+    cfg = {"backend": "rules"}
+    texts = ["It is a dye and a drug.", "It is a dye and a drug.", "The molecule is a salt."]
+    first = decompose(texts, cfg, decomposition_store(tmp_path), decomposer=backend)
+    second = decompose(texts, cfg, decomposition_store(tmp_path), decomposer=backend)
+    assert calls == [["It is a dye and a drug.", "The molecule is a salt."]]
+    assert (
+        first
+        == second
+        == [["The molecule is a dye.", "The molecule is a drug."]] * 2 + [["The molecule is a salt."]]
+    )
+
+
+def test_unknown_backend_is_an_error_naming_the_key():
+    with pytest.raises(DecompositionError, match="nli.decomposer.backend"):
+        decompose(["x"], {"backend": "magic"}, None)
+
+
+# --- label mapping ----------------------------------------------------------------------------
+
+
+def test_label_indices_for_both_label_orders_and_generic_names():
+    cross_encoder = {0: "contradiction", 1: "entailment", 2: "neutral"}
+    moritz = {0: "entailment", 1: "neutral", 2: "contradiction"}
+    assert label_indices(cross_encoder, "m") == {"contradiction": 0, "entailment": 1, "neutral": 2}
+    assert label_indices(moritz, "m") == {"entailment": 0, "neutral": 1, "contradiction": 2}
+    assert label_indices({"0": "ENTAILMENT", "1": "NEUTRAL", "2": "CONTRADICTION"}, "m")["contradiction"] == 2
+    with pytest.raises(NLIModelError, match="LABEL_0"):
+        label_indices({0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}, "some/model")
+
+
+@pytest.fixture(scope="module")
+def two_label_orders(tmp_path_factory):
+    """One random tiny NLI model saved twice: cross-encoder label order and MoritzLaurer's order."""
+    import torch
+
+    from molmix.nli.train import ID2LABEL, build_model, train_tokenizer
+
+    root = tmp_path_factory.mktemp("orders")
+    tokenizer = train_tokenizer(["The molecule is a phenol.", "It is small and aromatic."], 64)
+    model = build_model(
+        tokenizer,
+        {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2},
+        64,
+        0,
+    )
+    model.save_pretrained(root / "cross")
+    tokenizer.save_pretrained(root / "cross")
+    order = ["entailment", "neutral", "contradiction"]
+    old_index = {label: index for index, label in ID2LABEL.items()}
+    permutation = [old_index[label] for label in order]
+    with torch.no_grad():
+        model.classifier.weight.copy_(model.classifier.weight[permutation].clone())
+        model.classifier.bias.copy_(model.classifier.bias[permutation].clone())
+    model.config.id2label = dict(enumerate(order))
+    model.config.label2id = {label: i for i, label in enumerate(order)}
+    model.save_pretrained(root / "moritz")
+    tokenizer.save_pretrained(root / "moritz")
+    return root
+
+
+def test_probabilities_do_not_depend_on_the_model_label_order(two_label_orders):
+    from molmix.nli.model import NLIModel
+
+    pairs = [("The molecule is a phenol.", "It is small."), ("It is aromatic.", "The molecule is a phenol.")]
+    cross = NLIModel(two_label_orders / "cross").predict(pairs)
+    moritz = NLIModel(two_label_orders / "moritz").predict(pairs)
+    np.testing.assert_allclose(cross, moritz, atol=1e-6)
+    np.testing.assert_allclose(cross.sum(axis=1), 1.0)
+
+
+def test_batched_padded_scoring_equals_one_pair_at_a_time(two_label_orders):
+    from molmix.nli.model import NLIModel
+
+    pairs = [
+        ("The molecule is a phenol.", "It is small."),
+        ("It is aromatic and small and a phenol.", "It."),
+    ] * 3
+    batched = NLIModel(two_label_orders / "cross", batch_size=4).predict(pairs)
+    single = np.vstack([NLIModel(two_label_orders / "cross", batch_size=1).predict([pair]) for pair in pairs])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+# --- baselines and KL ---------------------------------------------------------------------------
+
+
+def test_baseline_units():
+    text = "It impacts aging. The molecule is a nutrient that impacts diabetes."
+    assert baseline_units("full", [text, " "]) == [[text], []]
+    assert baseline_units("sentence", [text]) == [
+        ["It impacts aging.", "The molecule is a nutrient that impacts diabetes."]
+    ]
+    with pytest.raises(ValueError, match="unknown NLI baseline"):
+        baseline_units("paragraph", [text])
+
+
+def test_kl_divergence_of_histograms():
+    assert histogram([0.0, 0.05, 0.95, 1.0], bins=2, smoothing=0.0).tolist() == [0.5, 0.5]
+    assert kl_divergence([0.1, 0.2], [0.1, 0.2], 10, 1.0) == pytest.approx(0.0)
+    p = histogram([0.9] * 10, 2, 1.0)
+    q = histogram([0.1] * 10, 2, 1.0)
+    assert kl_divergence([0.9] * 10, [0.1] * 10, 2, 1.0) == pytest.approx(float(np.sum(p * np.log(p / q))))
+    assert math.isnan(kl_divergence([], [0.5], 10, 1.0))
+
+
+def test_compare_methods_on_all_and_long_captions():
+    ids = pd.Index(["a", "b", "c", "d"])
+    words = pd.Series([10, 60, 80, 55], index=ids)
+    coverage = {
+        "atomic": {
+            "good": pd.Series([0.9, 0.8, 1.0, 0.9], index=ids),
+            "bad": pd.Series([0.1, 0.2, 0.1, float("nan")], index=ids),
+        },
+        "full": {"good": pd.Series([0.5] * 4, index=ids), "bad": pd.Series([0.5] * 4, index=ids)},
+    }
+    table = compare_methods(coverage, "good", "bad", words, [50, 70], bins=10, smoothing=1.0).set_index(
+        ["method", "subset"]
+    )
+    assert table.loc[("atomic", "all"), "n"] == 3  # d has no coverage for "bad"
+    assert table.loc[("atomic", ">=70 words"), "n"] == 1
+    assert table.loc[("atomic", "all"), "kl"] > 0.1 and table.loc[("atomic", "all"), "favours_preferred"]
+    assert table.loc[("full", ">=50 words"), "kl"] == pytest.approx(0.0)
+
+
+# --- the openai backend against a local fake server ---------------------------------------------
+
+
+def test_openai_backend_against_a_local_server():
+    from molmix.nli.decompose import make_decomposer
+
+    requests = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            requests.append(body)
+            text = body["messages"][-1]["content"].split("\n")[1]
+            answer = "Here you go:\n" + "\n".join(
+                f"{i}. {fact}" for i, fact in enumerate(decompose_rules(text), 1)
+            )
+            payload = json.dumps(
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": answer},
+                        }
+                    ],
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = {
+            "backend": "openai",
+            "max_new_tokens": 64,
+            "one_shot": True,
+            "openai": {
+                "url": f"http://127.0.0.1:{server.server_port}/v1",
+                "model": "llama",
+                "timeout": 10,
+                "max_retries": 0,
+            },
+        }
+        assert make_decomposer(cfg)(["It is a dye and a drug."]) == [
+            ["The molecule is a dye.", "The molecule is a drug."]
+        ]
+        assert (
+            requests[0]["model"] == "llama"
+            and requests[0]["temperature"] == 0.0
+            and len(requests[0]["messages"]) == 3
+        )
+    finally:
+        server.shutdown()
+    cfg["openai"]["url"] = "http://127.0.0.1:9/v1"  # nothing listens there
+    with pytest.raises(DecompositionError, match="127.0.0.1:9"):
+        make_decomposer(cfg)(["It is a dye."])

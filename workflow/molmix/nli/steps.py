@@ -1,0 +1,260 @@
+"""The NLI pipeline steps called by the rules in rules/nli.smk: decompose, score, baselines, compare.
+
+Inputs are ``generations`` artifacts of the mol2cap task (captions) and the test split; outputs
+are ``atoms`` artifacts (one decomposition per item), ``nli_scores`` artifacts (per-item
+hallucination and coverage of one method) with a JSON summary each, and the KL comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from molmix.artifacts import ArtifactError, read_artifact, write_artifact, write_json, write_text
+from molmix.nli.atomic import PairScorer, pair_store, score_units, summarize
+from molmix.nli.baselines import baseline_units
+from molmix.nli.cache import ParquetStore
+from molmix.nli.decompose import DECOMPOSITION_COLUMNS, decompose
+from molmix.nli.model import NLIModel
+
+log = logging.getLogger(__name__)
+
+CAPTION_TASK = "mol2cap"
+
+
+def decomposition_store(cache_dir: str | Path | None) -> ParquetStore | None:
+    return (
+        None
+        if cache_dir is None
+        else ParquetStore(Path(cache_dir) / "decompositions", DECOMPOSITION_COLUMNS, ("atoms",))
+    )
+
+
+def nli_store(cache_dir: str | Path | None) -> ParquetStore | None:
+    return None if cache_dir is None else pair_store(Path(cache_dir) / "pairs")
+
+
+def read_captions(path: str | Path, source: str) -> pd.DataFrame:
+    """``id`` and ``text`` of the captions to decompose: the test split's references or a system's predictions."""
+    if source == "reference":
+        pairs = read_artifact(path, "pairs")
+        return pd.DataFrame({"id": pairs["id"], "text": pairs["caption"]})
+    generations = read_generations(path)
+    return pd.DataFrame({"id": generations["id"], "text": generations["prediction"].fillna("")})
+
+
+def read_generations(path: str | Path) -> pd.DataFrame:
+    """A generations artifact of the caption task (NLI compares captions only)."""
+    generations = read_artifact(path, "generations")
+    wrong = generations.loc[generations["task"] != CAPTION_TASK, "task"]
+    if len(wrong):
+        raise ArtifactError(
+            f"{path}: row {wrong.index[0]} has task {wrong.iloc[0]!r}; NLI evaluates {CAPTION_TASK} captions only"
+        )
+    if generations["id"].duplicated().any():
+        raise ArtifactError(
+            f"{path}: duplicate id {generations['id'][generations['id'].duplicated()].iloc[0]!r}"
+        )
+    return generations.reset_index(drop=True)
+
+
+def decompose_step(
+    captions_path: str | Path,
+    source: str,
+    cfg: Mapping[str, Any],
+    cache_dir: str | Path | None,
+    model_path: str | None,
+    out: str | Path,
+) -> None:
+    """Decompose every caption of a test split (``source`` reference) or a generations file (prediction)."""
+    captions = read_captions(captions_path, source)
+    atoms = decompose(list(captions["text"]), cfg, decomposition_store(cache_dir), model_path)
+    captions["atoms"] = atoms
+    captions["n_atoms"] = [len(a) for a in atoms]
+    log.info(
+        "%s: %d captions, %.1f atoms each, %d without atoms",
+        captions_path,
+        len(captions),
+        captions["n_atoms"].mean(),
+        int((captions["n_atoms"] == 0).sum()),
+    )
+    write_artifact(captions, out, "atoms", params=dict(cfg))
+
+
+def _aligned_atoms(generations: pd.DataFrame, atoms_path: str | Path, column: str) -> list[list[str]]:
+    atoms = read_artifact(atoms_path, "atoms").set_index("id")
+    missing = generations.loc[~generations["id"].isin(atoms.index), "id"]
+    if len(missing):
+        raise ArtifactError(
+            f"{atoms_path}: no decomposition of id {missing.iloc[0]!r} ({len(missing)} missing)"
+        )
+    texts = atoms.loc[generations["id"], "text"].to_numpy()
+    expected = generations[column].fillna("").to_numpy()
+    differ = [i for i, (a, b) in enumerate(zip(texts, expected, strict=True)) if a != b]
+    if differ:
+        raise ArtifactError(
+            f"{atoms_path}: the decomposed text of id {generations['id'][differ[0]]!r} is not the generations' "
+            f"{column} (stale decomposition; re-run the decomposition)"
+        )
+    return [list(a) for a in atoms.loc[generations["id"], "atoms"]]
+
+
+def _write_scores(
+    generations: pd.DataFrame,
+    per_item: pd.DataFrame,
+    method: str,
+    extra: Mapping[str, Any],
+    cfg,
+    out: str | Path,
+    summary_path: str | Path,
+) -> dict[str, Any]:
+    frame = pd.concat([generations[["id", "task", "model", "reference", "prediction"]], per_item], axis=1)
+    frame.insert(3, "method", method)
+    summary = {
+        "method": method,
+        "system": str(generations["model"].iloc[0]) if len(generations) else "",
+        **summarize(per_item),
+        **extra,
+    }
+    write_artifact(frame, out, "nli_scores", params=dict(cfg), extra_metadata={"summary": summary})
+    write_json(summary_path, summary)
+    log.info("%s NLI: %s", method, summary)
+    return summary
+
+
+def _scorer(nli_model: str | Path, cfg: Mapping[str, Any], cache_dir) -> PairScorer:
+    return PairScorer(
+        NLIModel(nli_model, max_length=cfg["max_length"], batch_size=cfg["batch_size"]), nli_store(cache_dir)
+    )
+
+
+def score_step(
+    generations_path: str | Path,
+    reference_atoms: str | Path,
+    prediction_atoms: str | Path,
+    nli_model: str | Path,
+    cfg: Mapping[str, Any],
+    cache_dir: str | Path | None,
+    out: str | Path,
+    summary_path: str | Path,
+) -> dict[str, Any]:
+    """Atomic-level cross-NLI hallucination and coverage of one system's captions (Eqs. 6-7)."""
+    generations = read_generations(generations_path)
+    references = _aligned_atoms(generations, reference_atoms, "reference")
+    predictions = _aligned_atoms(generations, prediction_atoms, "prediction")
+    scorer = _scorer(nli_model, cfg, cache_dir)
+    per_item = score_units(references, predictions, scorer)
+    per_item.insert(0, "reference_atoms", references)
+    per_item.insert(1, "prediction_atoms", predictions)
+    extra = {
+        "pairs_scored": scorer.pairs_scored,
+        "distinct_pairs": len(scorer.memo),
+        "nli_model": scorer.model.key,
+    }
+    return _write_scores(generations, per_item, "atomic", extra, cfg, out, summary_path)
+
+
+def baselines_step(
+    generations_path: str | Path,
+    nli_model: str | Path,
+    cfg: Mapping[str, Any],
+    cache_dir: str | Path | None,
+    outputs: Mapping[str, tuple[str | Path, str | Path]],
+) -> dict[str, dict[str, Any]]:
+    """Full-text and sentence-level NLI (:mod:`molmix.nli.baselines`): method -> (scores, summary) paths."""
+    generations = read_generations(generations_path)
+    scorer = _scorer(nli_model, cfg, cache_dir)
+    summaries = {}
+    for method, (out, summary_path) in outputs.items():
+        references = baseline_units(method, generations["reference"].fillna(""))
+        predictions = baseline_units(method, generations["prediction"].fillna(""))
+        before = scorer.pairs_scored
+        per_item = score_units(references, predictions, scorer)
+        extra = {"pairs_scored": scorer.pairs_scored - before, "nli_model": scorer.model.key}
+        if method == "full":
+            extra["n_truncated"] = sum(
+                scorer.model.truncated(p, h)
+                for r, g in zip(references, predictions, strict=True)
+                for p in r
+                for h in g
+            )
+        summaries[method] = _write_scores(generations, per_item, method, extra, cfg, out, summary_path)
+    return summaries
+
+
+def compare_step(
+    score_files: Mapping[str, str | Path],
+    test_path: str | Path,
+    cfg: Mapping[str, Any],
+    out_csv: str | Path,
+    out_json: str | Path,
+    summary_md: str | Path,
+    figure_dir: str | Path,
+) -> pd.DataFrame:
+    """The KL comparison of NLI methods (Figs. 6, 7, 10), every system's means, and the figures.
+
+    ``score_files`` maps ``<method>__<system>`` to an ``nli_scores`` file.
+    """
+    from molmix.nli import figures
+    from molmix.nli.kl import compare_methods
+
+    test = read_artifact(test_path, "pairs").set_index("id")
+    word_counts = test["caption"].str.split().str.len()
+    coverage: dict[str, dict[str, pd.Series]] = {}
+    scores: dict[str, dict[str, pd.DataFrame]] = {}
+    rows = []
+    for name, path in score_files.items():
+        method, system = name.split("__", 1)
+        frame = read_artifact(path, "nli_scores").set_index("id")
+        scores.setdefault(method, {})[system] = frame
+        coverage.setdefault(method, {})[system] = frame["coverage"]
+        rows.append({"system": system, "method": method, **summarize(frame.reset_index())})
+    compare = cfg
+    kl = compare_methods(
+        coverage,
+        compare["preferred"],
+        compare["dispreferred"],
+        word_counts,
+        compare["long_caption_words"],
+        compare["bins"],
+        compare["smoothing"],
+    )
+    means = pd.DataFrame(rows).sort_values(["method", "system"])
+    write_text(out_csv, kl.round(6).to_csv(index=False))
+    write_json(
+        out_json,
+        {
+            "preferred": compare["preferred"],
+            "dispreferred": compare["dispreferred"],
+            "bins": compare["bins"],
+            "smoothing": compare["smoothing"],
+            "kl": kl.to_dict(orient="records"),
+            "systems": means.to_dict(orient="records"),
+        },
+    )
+    write_text(
+        summary_md,
+        "## NLI scores per system and method\n\n"
+        + means.to_markdown(index=False, floatfmt=".3f")
+        + f"\n\n## KL(preferred = {compare['preferred']} || dispreferred = {compare['dispreferred']}) of coverage\n\n"
+        + kl.to_markdown(index=False, floatfmt=".3f")
+        + "\n",
+    )
+    Path(figure_dir).mkdir(parents=True, exist_ok=True)
+    figures.score_distributions(
+        {s: scores["atomic"][s] for s in compare["systems"]}, Path(figure_dir) / "atomic_scores"
+    )
+    for subset in kl["subset"].unique():
+        figures.kl_comparison(
+            coverage,
+            kl[kl["subset"] == subset],
+            compare,
+            word_counts,
+            subset,
+            Path(figure_dir) / f"kl_{subset.replace('>=', 'min').replace(' ', '_')}",
+        )
+    return kl
