@@ -10,7 +10,6 @@ from the model's own label names and probabilities are returned in one fixed ord
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,9 +121,3 @@ class NLIModel:
             self.forward_passes += 1
             probabilities[chosen] = torch.softmax(logits, dim=-1)[:, self.order].cpu().double().numpy()
         return probabilities
-
-
-def read_label_order(path: str | Path) -> list[str]:
-    """The label names of a local model folder in index order (for reports)."""
-    config = json.loads((Path(path) / "config.json").read_text())
-    return [config["id2label"][str(i)] for i in range(len(config["id2label"]))]

@@ -243,6 +243,7 @@ def train_nli_model(
         use_cpu=not torch.cuda.is_available(),
         report_to=[],
         dataloader_num_workers=0,
+        disable_tqdm=True,
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer)
