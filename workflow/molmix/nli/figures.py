@@ -50,7 +50,7 @@ def kl_comparison(
     )
     for ax, letter, method in zip(axes[0], "ABCDEF", methods, strict=False):
         row = kl[kl["method"] == method].iloc[0]
-        for colour, role in zip(COLOURS, ("preferred", "dispreferred"), strict=True):
+        for colour, role in zip(COLOURS[:2], ("preferred", "dispreferred"), strict=True):
             system = compare[role]
             values = coverage[method][system].reindex(ids).dropna()
             ax.hist(
