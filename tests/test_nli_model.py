@@ -51,11 +51,10 @@ def nli_model(demo):
 
 QUALITY_GAP = pytest.mark.xfail(
     strict=False,
-    reason="the demo NLI training settings do not yet reach the issue's bar (README, Atomic-level cross-NLI)",
+    reason="self coverage 0.898 (bar 0.9) and unrelated coverage 0.34 (bar 0.3) with the current nli.model.training",
 )
 
 
-@QUALITY_GAP
 def test_held_out_accuracy_is_reported_and_high(nli_model):
     model_dir, metrics = nli_model
     saved = json.loads((model_dir.parent / "metrics.json").read_text())
