@@ -207,6 +207,19 @@ def table_score_files(wildcards):
     return files
 
 
+def alignment_summary_inputs(wildcards):
+    """History and score summaries of every aligned system (the alignment learning table)."""
+    files = {}
+    for init, method in ALIGNED:
+        name = aligned_name(init, method)
+        files[f"history__{name}"] = (
+            f"results/aligned/{wildcards.dataset}/{init}/{method}/history.parquet"
+        )
+        for task in TASKS:
+            files[f"{name}__{task}"] = score_summary(name, task)
+    return files
+
+
 def ratio_sweep_models():
     """Aligned models of the Fig. 4 ablation: every <merge>+<method> whose merge uses the sweep's method."""
     method = config["figures"]["ratio_alignment"]
@@ -327,6 +340,8 @@ def get_final_output():
     targets += expand(
         "results/tables/{dataset}/{table}.md", dataset=DATASET, table=TABLES
     )
+    if ALIGNED:
+        targets.append(f"results/tables/{DATASET}/alignment.md")
     targets.append(f"results/figures/{DATASET}")
     if NLI["model"]["source"] == "train":
         targets.append(f"results/models/{DATASET}/nli.metrics.json")

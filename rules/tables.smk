@@ -23,6 +23,25 @@ rule make_tables:
         "../workflow/scripts/make_tables.py"
 
 
+rule summarize_alignment:
+    input:
+        unpack(alignment_summary_inputs),
+    output:
+        markdown=report(
+            "results/tables/{dataset}/alignment.md",
+            caption="../workflow/report/alignment.rst",
+            category="Tables",
+        ),
+        csv="results/tables/{dataset}/alignment.csv",
+    log:
+        "logs/summarize_alignment/{dataset}.log",
+    conda:
+        "../envs/molmix.yaml"
+    threads: 1
+    script:
+        "../workflow/scripts/summarize_alignment.py"
+
+
 rule make_figures:
     input:
         unpack(figure_inputs),

@@ -68,6 +68,13 @@ def test_best_values_respect_metric_direction():
     assert "| Δ_CPOvsMED | +28% | -23.51 |" in markdown
 
 
+def test_a_delta_that_rounds_to_zero_has_no_minus_sign():
+    scores = {name: dict(values) for name, values in CAP2MOL.items()}
+    scores["cpo"].update(bleu=0.426, fcd=13.6401)  # -0.4 points, -0.0001
+    markdown = to_markdown(build_table(SPEC, scores), "cap2mol")
+    assert "| Δ_CPOvsMED | +0% |" in markdown and "| +0.00 |" in markdown
+
+
 def test_latex_is_booktabs_with_escaped_symbols():
     latex = to_latex(build_table(SPEC, CAP2MOL), "cap2mol", "Table 3")
     assert r"\toprule" in latex and r"\bottomrule" in latex and latex.count(r"\midrule") == 2
@@ -110,3 +117,35 @@ def test_hidden_rows_serve_only_as_delta_baselines():
     table = build_table(spec, CAP2MOL)
     assert table["system"].tolist() == ["CPO", "KTO", "Δ_CPOvsMED"]
     assert table.iloc[-1]["bleu"] == pytest.approx(28.0)
+
+
+def test_alignment_summary_from_histories_and_scores(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from molmix.artifacts import write_artifact
+    from molmix.tables import alignment_summary_step
+
+    inputs = {}
+    for system, losses, margins in (
+        ("cap2mol+sft", [2.0, 1.8, 1.6, 1.2, 1.0, 0.8], None),
+        ("slerp+dpo", [0.7, 0.6, 0.5, 0.3, 0.2, 0.1], [0.1, 0.5, 1.0, 2.0, 3.0, 4.5]),
+    ):
+        history = pd.DataFrame({"method": system.split("+")[1], "step": range(1, 7), "loss": losses})
+        if margins:
+            history["rewards/margins"] = margins
+        inputs[f"history__{system}"] = tmp_path / f"{system}.parquet"
+        write_artifact(history, inputs[f"history__{system}"], "training_log")
+        for task, metric in (("mol2cap", {"bleu2": 0.5}), ("cap2mol", {"validity": 0.75})):
+            inputs[f"{system}__{task}"] = tmp_path / f"{system}-{task}.json"
+            inputs[f"{system}__{task}"].write_text(json.dumps(metric))
+    table = alignment_summary_step(inputs, tmp_path / "alignment.md", tmp_path / "alignment.csv")
+    dpo = table.set_index("system").loc["slerp+dpo"]
+    assert (dpo["init"], dpo["method"], dpo["steps"]) == ("slerp", "dpo", 6)
+    assert dpo["loss start"] == pytest.approx(0.6) and dpo["loss end"] == pytest.approx(0.2)
+    assert dpo["reward margin end"] == 4.5 and dpo["BLEU-2 (Mol2Cap)"] == 0.5
+    sft_line = next(
+        line for line in (tmp_path / "alignment.md").read_text().splitlines() if "cap2mol+sft" in line
+    )
+    assert " – " in sft_line and "nan" not in sft_line  # SFT has no reward margin

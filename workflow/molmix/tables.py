@@ -132,8 +132,8 @@ def best_rows(table: pd.DataFrame, task: str) -> dict[str, set[int]]:
 def _format(value: float, metric: Metric, kind: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if kind == "delta":
-        return f"{value:+.0f}%" if metric.bounded else f"{value:+.2f}"
+    if kind == "delta":  # rounded first, so that -0.4 points reads "+0%", not "-0%"
+        return f"{round(value):+d}%" if metric.bounded else f"{round(value, 2) + 0.0:+.2f}"
     return f"{value:.2f}"
 
 
@@ -259,3 +259,51 @@ def tables_step(
         by_task.setdefault(task, {})[model] = json.loads(Path(path).read_text())
     for name, spec in specs.items():
         write_tables({name: spec}, by_task.get(spec["task"], {}), out_dir, [name])
+
+
+def alignment_summary(histories: Mapping[str, str | Path], scores: Mapping[str, str | Path]) -> pd.DataFrame:
+    """One row per aligned system: how its training went and where it ended on the test set.
+
+    ``histories`` maps ``<init>+<method>`` to its TRL log history; ``scores`` maps
+    ``<init>+<method>__<task>`` to scoring summaries. Loss start/end are means of the first and last
+    three logged steps; the reward margin (DPO, CPO, KTO) is the last logged one.
+    """
+    from molmix.artifacts import read_artifact
+
+    rows = []
+    for system, path in histories.items():
+        init, method = system.rsplit("+", 1)
+        logged = read_artifact(path, "training_log").dropna(subset=["loss"])
+        margins = logged["rewards/margins"].dropna() if "rewards/margins" in logged else pd.Series([])
+        summary = {
+            task: json.loads(Path(scores[f"{system}__{task}"]).read_text()) for task in ("mol2cap", "cap2mol")
+        }
+        rows.append(
+            {
+                "system": system,
+                "init": init,
+                "method": method,
+                "steps": int(logged["step"].max()) if len(logged) else 0,
+                "loss start": logged["loss"].head(3).mean(),
+                "loss end": logged["loss"].tail(3).mean(),
+                "reward margin end": margins.iloc[-1] if len(margins) else float("nan"),
+                "BLEU-2 (Mol2Cap)": summary["mol2cap"].get("bleu2", float("nan")),
+                "validity (Cap2Mol)": summary["cap2mol"].get("validity", float("nan")),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def alignment_summary_step(
+    inputs: Mapping[str, str], markdown_path: str | Path, csv_path: str | Path
+) -> pd.DataFrame:
+    """The summarize_alignment step: ``inputs`` maps ``history__<system>`` and ``<system>__<task>``."""
+    from molmix.artifacts import write_text
+
+    histories = {key.removeprefix("history__"): p for key, p in inputs.items() if key.startswith("history__")}
+    scores = {key: p for key, p in inputs.items() if not key.startswith("history__")}
+    table = alignment_summary(histories, scores)
+    shown = table.astype(object).where(table.notna(), None)  # tabulate's missingval takes None only
+    write_text(markdown_path, shown.to_markdown(index=False, floatfmt=".3f", missingval="–") + "\n")
+    write_text(csv_path, table.to_csv(index=False))
+    return table
