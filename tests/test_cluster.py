@@ -5,6 +5,8 @@ import os
 import re
 from types import SimpleNamespace
 
+import yaml
+
 from conftest import REPO, run_snakemake
 
 GPU_RULES = {
@@ -73,6 +75,24 @@ def test_every_gpu_job_would_get_a_gpu_memory_and_time(tmp_path):
             assert "-p gpu" in call
         else:
             assert "gpu" not in resources, f"{name} declares a GPU it does not need"
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML loading that rejects a repeated key (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = {key for key in keys if keys.count(key) > 1}
+        assert not repeated, f"repeated keys {repeated} at line {node.start_mark.line + 1}"
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_slurm_profile_sends_every_gpu_rule_to_the_gpu_partition():
+    """Including check_pertask_learning, which declares a GPU only when configs train per-task models."""
+    profile = yaml.load((REPO / "profiles/slurm/config.yaml").read_text(), Loader=UniqueKeyLoader)
+    partitions = {rule: res.get("slurm_partition") for rule, res in profile["set-resources"].items()}
+    for rule in GPU_RULES | {"check_pertask_learning"}:
+        assert partitions.get(rule) == "gpu", rule
 
 
 def test_gres_override_is_accepted_by_the_plugin():
