@@ -49,12 +49,6 @@ def nli_model(demo):
     return root / "nli", metrics
 
 
-QUALITY_GAP = pytest.mark.xfail(
-    strict=False,
-    reason="self coverage 0.898 (bar 0.9) and unrelated coverage 0.34 (bar 0.3) with the current nli.model.training",
-)
-
-
 def test_held_out_accuracy_is_reported_and_high(nli_model):
     model_dir, metrics = nli_model
     saved = json.loads((model_dir.parent / "metrics.json").read_text())
@@ -64,7 +58,6 @@ def test_held_out_accuracy_is_reported_and_high(nli_model):
     assert config["architectures"] == ["DebertaV2ForSequenceClassification"]
 
 
-@QUALITY_GAP
 def test_caption_against_itself_and_against_an_unrelated_one(demo, nli_model):
     """The issue's checks on held-out captions: self coverage >= 0.9, hallucination <= 0.1, unrelated <= 0.3."""
     root, _ = demo
@@ -88,9 +81,6 @@ def test_caption_against_itself_and_against_an_unrelated_one(demo, nli_model):
     assert np.abs(other["coverage"].to_numpy() - np.array(overlap)).mean() <= 0.15
 
 
-@pytest.mark.xfail(
-    strict=False, reason="rewritten at the end of a session and not yet seen passing; see the closing note"
-)
 def test_nli_rules_on_hand_made_generations_and_a_cached_second_run(tmp_path, demo, nli_model, write_config):
     root, _ = demo
     test = read_artifact(root / "test.parquet", "pairs").head(30)

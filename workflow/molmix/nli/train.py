@@ -12,7 +12,9 @@ a (premise, hypothesis) pair of wordings:
 - neutral: anything else (different slots; two functional groups never exclude each other).
 
 Every pair is assigned to training or to a held-out set by a seeded hash (identical-wording pairs
-always train); neutral pairs are subsampled to ``neutral_ratio`` times the larger other class.
+always train); training draws ``pairs_per_label`` pairs of entailment and of contradiction and
+``neutral_ratio`` times as many neutral pairs: neutral pairs are by far the most numerous and
+varied, and a neutral pair called entailment inflates the coverage of an unrelated caption.
 The model is a ``DebertaV2ForSequenceClassification`` (no token types, like DeBERTa-v3) with a
 WordPiece tokenizer trained here, id2label in the ``cross-encoder/*`` order (contradiction,
 entailment, neutral), saved with ``save_pretrained`` so scoring loads it like any Hub NLI model.
@@ -83,14 +85,19 @@ def facts_in_split(raw: pd.DataFrame, source: str) -> list[Fact]:
 
 
 def labelled_pairs(
-    facts: Sequence[Fact], heldout_fraction: float, pairs_per_label: int, seed: int
+    facts: Sequence[Fact],
+    heldout_fraction: float,
+    pairs_per_label: int,
+    seed: int,
+    neutral_ratio: float = 1.0,
 ) -> dict[str, pd.DataFrame]:
     """Training and held-out (premise, hypothesis, label) frames over all wording pairs of ``facts``.
 
     Every ordered pair of two different wordings goes to the held-out set with probability
     ``heldout_fraction`` (a seeded hash, so the split is stable); a wording paired with itself always
-    trains. The training frame has ``pairs_per_label`` pairs of each label: every wording paired with
-    itself, then pairs drawn at random, repeated when a label has fewer distinct pairs.
+    trains. The training frame has ``pairs_per_label`` pairs of each label (``neutral_ratio`` times as
+    many neutral ones): every wording paired with itself, then pairs drawn at random, repeated when a
+    label has fewer distinct pairs.
     """
     wordings = [(fact, text) for fact in facts for text in fact_wordings(fact)]
     rows: dict[str, dict[str, list]] = {
@@ -106,10 +113,11 @@ def labelled_pairs(
         chosen = []
         for label, pairs in by_label.items():
             if split == "train":
+                wanted = round(pairs_per_label * (neutral_ratio if label == "neutral" else 1))
                 same = [pair for pair in pairs if pair[0] == pair[1]]
                 rest = [pair for pair in pairs if pair[0] != pair[1]]
-                picked = same + rng.sample(rest, min(len(rest), max(0, pairs_per_label - len(same))))
-                picked += rng.choices(picked, k=max(0, pairs_per_label - len(picked)))
+                picked = same + rng.sample(rest, min(len(rest), max(0, wanted - len(same))))
+                picked += rng.choices(picked, k=max(0, wanted - len(picked)))
             else:
                 picked = pairs
             chosen += [(premise, hypothesis, label) for premise, hypothesis in picked]
@@ -205,7 +213,7 @@ def train_nli_model(
 
     raw = read_artifact(train_raw, "pairs")
     facts = facts_in_split(raw, str(train_raw))
-    pairs = labelled_pairs(facts, cfg["heldout_fraction"], cfg["pairs_per_label"], seed)
+    pairs = labelled_pairs(facts, cfg["heldout_fraction"], cfg["pairs_per_label"], seed, cfg["neutral_ratio"])
     log.info(
         "demo NLI pairs from %d facts: train %s, held-out %s",
         len(facts),
