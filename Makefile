@@ -19,7 +19,7 @@ $(BIN)/molmix: requirements.lock pyproject.toml tools/install_wordnet.sh
 venv: $(BIN)/molmix
 
 demo: venv
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --workflow-profile profiles/cpu --cores $(CORES)
 
 lint: venv
 	$(BIN)/ruff check workflow tests bench tools
