@@ -531,3 +531,82 @@ def test_openai_backend_against_a_local_server():
     cfg["openai"]["url"] = "http://127.0.0.1:9/v1"  # nothing listens there
     with pytest.raises(DecompositionError, match="127.0.0.1:9"):
         make_decomposer(cfg)(["It is a dye."])
+
+
+# --- the LLM decomposer and the stand-alone command -----------------------------------------
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def chat_model(tiny, tmp_path_factory):
+    """The tiny random Llama with a chat template, standing in for Llama-3-8B-Instruct."""
+    from molmix import lm
+
+    path = tmp_path_factory.mktemp("chat") / "llama"
+    lm.load_causal_lm(tiny / "base").save_pretrained(path)
+    tokenizer = lm.load_tokenizer(tiny / "tok")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_llm_decomposer_prompts_through_the_chat_template_and_batches_like_single_calls(chat_model):
+    from molmix.nli.decompose import LLMDecomposer
+
+    texts = ["The molecule is a phenol.", "It is a small aromatic dye that impacts aging and diabetes."]
+    decomposer = LLMDecomposer(str(chat_model), batch_size=2, max_new_tokens=6, one_shot=True)
+    prompt = decomposer.prompt(texts[0])
+    assert prompt.endswith("<|assistant|>") and prompt.count("<|user|>") == 2  # Fig. 11's example first
+    assert EXAMPLE_TEXT in prompt and texts[0] in prompt.rsplit("<|user|>", 1)[1]
+    prompts = [decomposer.prompt(text) for text in texts]
+    # left padding: the shorter prompt's greedy answer does not change when batched with a longer one
+    assert decomposer.generate(prompts) == [decomposer.generate([p])[0] for p in prompts]
+    assert len(decomposer(texts)) == 2
+
+
+def write_lines(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_nli_command_on_caption_files(two_label_orders, chat_model, tmp_path, capsys):
+    from molmix.cli import main
+
+    references = write_lines(
+        tmp_path / "refs.txt", ["The molecule is a phenol. It is small.", "The molecule is aromatic."] * 2
+    )
+    predictions = write_lines(
+        tmp_path / "preds.txt", ["The molecule is a phenol.", "", "It is small.", "The molecule is aromatic."]
+    )
+    common = [
+        "--nli-model",
+        str(two_label_orders / "cross"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--threads",
+        "1",
+    ]
+    args = ["nli", "--references", references, "--predictions", predictions, "--baselines", *common]
+    assert (
+        main([*args, "--json", str(tmp_path / "out.json"), "--per-item", str(tmp_path / "items.parquet")])
+        == 0
+    )
+    summary = json.loads(tmp_path.joinpath("out.json").read_text())
+    assert json.loads(capsys.readouterr().out) == summary
+    assert summary["n"] == 4 and summary["n_empty"] == 1 and 0 <= summary["coverage"] <= 1
+    assert set(summary["full"]) >= {"hallucination", "coverage"} and "sentence" in summary
+    items = pd.read_parquet(tmp_path / "items.parquet")
+    assert len(items) == 4 and items["coverage"][1] == 0.0 and list(items["prediction_atoms"][1]) == []
+    assert list(items["reference_atoms"][0]) == ["The molecule is a phenol.", "The molecule is small."]
+
+    llm = ["--decomposer", "llm", "--decomposer-model", str(chat_model), "--max-new-tokens", "6"]
+    assert main(["nli", "--references", references, "--predictions", predictions, *llm, *common]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 4
+
+    short = write_lines(tmp_path / "short.txt", ["The molecule is a phenol."])
+    assert main(["nli", "--references", references, "--predictions", short, *common]) == 2
+    assert "short.txt has 1" in capsys.readouterr().err
