@@ -46,16 +46,31 @@ def _explain(error: jsonschema.ValidationError) -> str:
 
 
 def validate_config(config: dict[str, Any]) -> None:
-    """Validate ``config`` against the schema in place, filling defaults, then run :func:`check_config`.
+    """Validate ``config`` against the schema in place, filling defaults, run :func:`check_config`,
+    then sort every mapping's keys.
 
     Unlike a raw jsonschema error (which prints the whole schema), the message lists each bad key
-    by its dotted path, e.g. ``subsample.fraction: 1.5 is greater than the maximum of 1``.
+    by its dotted path, e.g. ``subsample.fraction: 1.5 is greater than the maximum of 1``. Sorting
+    matters because Snakemake's params trigger compares the printed params: without it, reordering
+    keys in a config file, or writing out a default, would re-run every rule below that section.
     """
     errors = sorted(_validator().iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top level>'}: {_explain(e)}" for e in errors]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
     check_config(config)
+    canonical = _sorted_keys(config)
+    config.clear()
+    config.update(canonical)
+
+
+def _sorted_keys(value: Any) -> Any:
+    """``value`` with the keys of every mapping in it sorted (lists keep their order)."""
+    if isinstance(value, Mapping):
+        return {key: _sorted_keys(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
 
 
 def check_config(config: Mapping[str, Any]) -> None:
