@@ -431,11 +431,14 @@ def test_cli_scores_a_molt5_tsv(tmp_path):
     tsv = tmp_path / "c2s.txt"
     tsv.write_text("description\tground truth\toutput\n" + "".join(f"d\t{s}\t{s}\n" for s in SMILES))
     out = tmp_path / "summary.json"
-    args = ["score", str(tsv), "--json", str(out), "--cache-dir", str(tmp_path / "cache"), "--threads", "1"]
+    items = tmp_path / "items.parquet"
+    args = ["score", str(tsv), "--task", "cap2mol", "--json", str(out), "--per-item", str(items)]
+    args += ["--cache-dir", str(tmp_path / "cache"), "--threads", "1"]
     result = subprocess.run([sys.executable, "-m", "molmix.cli", *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     assert printed == json.loads(out.read_text())
+    assert pd.read_parquet(items)["exact"].tolist() == [True] * 3
     assert printed["task"] == "cap2mol" and printed["n"] == 3 and printed["exact"] == 1.0
     assert (
         set(SUMMARY_KEYS["cap2mol"]) <= set(printed) and printed["conventions"]["invalid_smiles"] == "molt5"
