@@ -1,6 +1,7 @@
 rule train_nli_model:
     input:
         train="resources/datasets/{dataset}/raw/train.parquet",
+        test="resources/datasets/{dataset}/raw/test.parquet",
     output:
         model=directory("results/models/{dataset}/nli"),
         metrics="results/models/{dataset}/nli.metrics.json",

@@ -12,4 +12,5 @@ train_nli_model(
     snakemake.params.seed,
     snakemake.output.model,
     snakemake.output.metrics,
+    snakemake.input.test,
 )

@@ -204,10 +204,45 @@ def evaluate(model_dir: str | Path, pairs: pd.DataFrame, batch_size: int = 128) 
     }
 
 
+def caption_checks(test_raw: str | Path, model_dir: str | Path, every: int = 5) -> dict[str, float]:
+    """Atomic NLI of held-out captions (every ``every``-th of the test split) against themselves and
+    against the test caption sharing the fewest facts with each (exclusive slots make some overlap
+    common), with that overlap: coverage should track it."""
+    from molmix.nli.atomic import PairScorer, score_units, summarize
+    from molmix.nli.model import NLIModel
+
+    test = read_artifact(test_raw, "pairs")
+    facts = [set(cell.splitlines()) for cell in test["facts"]]
+    chosen = range(0, len(test), every)
+    unrelated, overlap = [], []
+    for i in chosen:
+        j = min((j for j in range(len(test)) if j != i), key=lambda j: len(facts[i] & facts[j]))
+        unrelated.append(test["caption"][j])
+        overlap.append(len(facts[i] & facts[j]) / len(facts[i]))
+    scorer = PairScorer(NLIModel(model_dir, batch_size=256))
+    atoms = [decompose_rules(test["caption"][i]) for i in chosen]
+    itself = summarize(score_units(atoms, atoms, scorer))
+    other = score_units(atoms, [decompose_rules(caption) for caption in unrelated], scorer)
+    return {
+        "n": len(atoms),
+        "self_coverage": itself["coverage"],
+        "self_hallucination": itself["hallucination"],
+        "unrelated_coverage": summarize(other)["coverage"],
+        "unrelated_fact_overlap": float(np.mean(overlap)),
+        "unrelated_coverage_error": float(np.abs(other["coverage"].to_numpy() - np.array(overlap)).mean()),
+    }
+
+
 def train_nli_model(
-    train_raw: str | Path, cfg: Mapping[str, Any], seed: int, out_dir: str | Path, metrics_path: str | Path
+    train_raw: str | Path,
+    cfg: Mapping[str, Any],
+    seed: int,
+    out_dir: str | Path,
+    metrics_path: str | Path,
+    test_raw: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train the demo NLI model from the raw train split's facts; write it and its held-out metrics."""
+    """Train the demo NLI model from the raw train split's facts; write it and its held-out metrics
+    (pairs held out of training and, given ``test_raw``, :func:`caption_checks` on test captions)."""
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -267,10 +302,13 @@ def train_nli_model(
         "heldout": evaluate(out_dir, pairs["heldout"]),
         "label_order": [ID2LABEL[i] for i in sorted(ID2LABEL)],
     }
-    write_json(metrics_path, metrics)
     log.info(
         "demo NLI model: held-out accuracy %.3f on %d pairs",
         metrics["heldout"]["accuracy"],
         metrics["heldout"]["n"],
     )
+    if test_raw is not None:
+        metrics["captions"] = caption_checks(test_raw, out_dir)
+        log.info("held-out captions: %s", metrics["captions"])
+    write_json(metrics_path, metrics)
     return metrics
