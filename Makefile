@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: venv demo test test-e2e lint report
+.PHONY: venv demo test test-fast test-e2e lint report
 
 $(BIN)/molmix: requirements.lock pyproject.toml tools/install_wordnet.sh
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,7 @@ venv: $(BIN)/molmix
 
 demo: venv
 	$(BIN)/snakemake --workflow-profile profiles/cpu --cores $(CORES)
+	$(BIN)/snakemake --workflow-profile profiles/cpu --cores $(CORES) --report results/report.html
 
 lint: venv
 	$(BIN)/ruff check workflow tests bench tools
@@ -29,6 +30,9 @@ lint: venv
 
 test: lint
 	$(BIN)/pytest -q -m "not e2e"
+
+test-fast: venv
+	$(BIN)/pytest -q -m "not slow"
 
 test-e2e: venv
 	$(BIN)/pytest -q -m e2e
