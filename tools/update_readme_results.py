@@ -1,8 +1,9 @@
-"""Copy the demo's Table 2 and learning check from a finished run into README.md.
+"""Copy the demo's Table 2, learning check and NLI model checks from a finished run into README.md.
 
 The README shows a real excerpt of what `make demo` produces; regenerate it after a run with
-    .venv/bin/python tools/update_readme_results.py [RUN_DIR]
-(RUN_DIR defaults to the repository). The text between the `demo-results` markers is replaced.
+    .venv/bin/python tools/update_readme_results.py [RUN_DIR [README]]
+(RUN_DIR defaults to the repository, README to its README.md). The text between the
+`demo-results` markers is replaced; the figure is copied to docs/ beside the README.
 """
 
 import json
@@ -23,30 +24,41 @@ def excerpt(run: Path) -> str:
             rows.append(
                 f"| {name} | {values['bleu2']:.3f} | {values['rougeL']:.3f} | {values['validity']:.2f} |"
             )
+    nli = json.loads((run / "results/models/demo/nli.metrics.json").read_text())
+    captions = nli["captions"]
+    nli_line = (
+        f"NLI model (`results/models/demo/nli.metrics.json`): accuracy {nli['heldout']['accuracy']:.3f} on "
+        f"{nli['heldout']['n']} held-out pairs; on {captions['n']} test captions, coverage "
+        f"{captions['self_coverage']:.3f} (hallucination {captions['self_hallucination']:.4f}) against "
+        f"themselves and {captions['unrelated_coverage']:.3f} against the test caption sharing the fewest "
+        f"facts (on average {captions['unrelated_fact_overlap']:.0%} of them)."
+    )
     return "\n\n".join(
         [
             f"Learning check (`results/models/demo/learning_check.json`, greedy decoding, {check['n']} test pairs):",
             "\n".join(rows),
+            nli_line,
             table,
             "![Training loss of every alignment run](docs/training_loss.png)",
         ]
     )
 
 
-def main() -> None:
-    run = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT
-    readme = ROOT / "README.md"
+def update(run: Path, readme: Path) -> None:
     text = readme.read_text()
     block = f"{START}\n{excerpt(run)}\n{END}"
     text, count = re.subn(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
     if count != 1:
         sys.exit(f"{readme}: expected one {START} ... {END} block")
-    (ROOT / "docs").mkdir(exist_ok=True)
-    (ROOT / "docs/training_loss.png").write_bytes(
+    (readme.parent / "docs").mkdir(exist_ok=True)
+    (readme.parent / "docs/training_loss.png").write_bytes(
         (run / "results/figures/demo/training_loss.png").read_bytes()
     )
     readme.write_text(text)
 
 
 if __name__ == "__main__":
-    main()
+    update(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT,
+        Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "README.md",
+    )
