@@ -3,15 +3,18 @@ nothing changed, re-runs exactly one branch when one setting changes, and surviv
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
+from molmix.artifacts import read_artifact
 
 TINY = REPO / "tests/config/tiny.yaml"
 # steps downstream of generation, which a changed model legitimately re-runs
@@ -22,6 +25,7 @@ EVALUATION_RULES = {
     "score_nli_baselines",
     "compare_nli_methods",
     "make_tables",
+    "summarize_alignment",
     "make_figures",
     "all",
 }
@@ -31,7 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("pipeline")
-    run_snakemake(workdir, "--cores", "2", configfile=TINY)
+    run_snakemake(workdir, "--cores", "2", configfile=TINY, profile=str(REPO / "profiles/cpu"))
     return workdir
 
 
@@ -84,21 +88,22 @@ def test_the_report_collects_tables_and_figures(finished_run):
 
 def test_nothing_changed_reruns_nothing(finished_run):
     assert jobs_to_run(finished_run, TINY) == {}
+    forced = run_snakemake(finished_run, "-n", "-R", "train_alignment", "--quiet", "rules", configfile=TINY)
+    assert re.search(r"^train_alignment\s+10$", forced.stdout, re.M)  # README: force one rule with -R
 
 
 def test_one_method_setting_reruns_only_that_methods_branch(finished_run, tmp_path):
-    jobs = jobs_to_run(finished_run, edited_config(tmp_path, "align.methods.dpo", {"beta": 0.3}))
+    config = edited_config(tmp_path, "align.methods.dpo", {"beta": 0.3})
+    jobs = jobs_to_run(finished_run, config)
     assert jobs.pop("train_alignment") == 3  # cap2mol+dpo, slerp+dpo, ties+dpo
     assert jobs.pop("generate_responses") == 6  # their two tasks each
-    assert set(jobs) <= {
-        "score_responses",
-        "score_atomic_nli",
-        "decompose_captions",
-        "make_tables",
-        "make_figures",
-        "compare_nli_methods",
-        "all",
-    }
+    assert set(jobs) <= EVALUATION_RULES
+    # the README's --list-changes params names every output of the changed runs (Snakemake 9.27
+    # also prints the last output of each unchanged job: the README says so)
+    listed = run_snakemake(finished_run, "-n", "--list-changes", "params", configfile=config).stdout
+    for output in ("adapter", "model", "history.parquet", "loss.png"):
+        assert f"results/aligned/demo/ties/dpo/{output}" in listed.splitlines()
+    assert "results/aligned/demo/ties/cpo/model" not in listed.splitlines()
 
 
 def test_one_merge_setting_reruns_only_that_merge(finished_run, tmp_path):
@@ -109,18 +114,19 @@ def test_one_merge_setting_reruns_only_that_merge(finished_run, tmp_path):
     assert set(jobs) <= EVALUATION_RULES
 
 
-def test_killed_training_resumes_and_completes(finished_run, tmp_path):
-    """SIGKILL the pipeline during an alignment run, re-run, and get the same final artifact."""
-    target = "results/aligned/demo/cap2mol/sft/history.parquet"
-    config = edited_config(tmp_path, "align.training.max_steps", 6)
-    copies = {}
-    for name in ("killed", "uninterrupted"):
-        copies[name] = tmp_path / name
-        copies[name].mkdir()
-        for item in ("results", "resources"):
-            subprocess.run(["cp", "-a", str(finished_run / item), str(copies[name] / item)], check=True)
-    run_snakemake(copies["uninterrupted"], target, configfile=config)
-    workdir = copies["killed"]
+def copy_run(finished_run, workdir, *removed):
+    """A copy of a finished run's results and resources in ``workdir``, without the ``removed`` paths
+    (the copy has no .snakemake metadata, so only missing outputs make Snakemake run a job)."""
+    workdir.mkdir()
+    for item in ("results", "resources"):
+        subprocess.run(["cp", "-a", str(finished_run / item), str(workdir / item)], check=True)
+    for path in removed:
+        shutil.rmtree(workdir / path) if (workdir / path).is_dir() else (workdir / path).unlink()
+    return workdir
+
+
+def kill_when(workdir, configfile, target, started):
+    """Start Snakemake on ``target``, SIGKILL its whole process group once ``started()`` is true."""
     command = [
         sys.executable,
         "-m",
@@ -132,25 +138,72 @@ def test_killed_training_resumes_and_completes(finished_run, tmp_path):
         "--workflow-profile",
         "none",
         "--configfile",
-        str(config),
+        str(configfile),
         "--cores",
         "1",
         target,
     ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    checkpoints = workdir / "results/aligned/demo/cap2mol/sft/.checkpoints"
+    log = workdir / "killed-run.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
-    while time.time() < deadline and not any(checkpoints.glob("checkpoint-*")):
-        time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGKILL)
+    while time.time() < deadline and process.poll() is None and not started():
+        time.sleep(0.2)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert any(checkpoints.glob("checkpoint-*")), "the run was killed before its first checkpoint"
+    tail = log.read_text()[-3000:]
+    assert started(), f"the run ended or was killed before the step under test began:\n{tail}"
+    run_snakemake(workdir, "--unlock", configfile=configfile)  # README: a killed run leaves its lock
+
+
+def test_killed_training_resumes_and_completes(finished_run, tmp_path):
+    """SIGKILL the pipeline during an alignment run, re-run, and get the same final artifact."""
+    target = "results/aligned/demo/cap2mol/sft/history.parquet"
+    config = edited_config(tmp_path, "align.training.max_steps", 6)
+    run_dir = "results/aligned/demo/cap2mol/sft"
+    uninterrupted = copy_run(finished_run, tmp_path / "uninterrupted", run_dir)
+    run_snakemake(uninterrupted, target, configfile=config)
+    workdir = copy_run(finished_run, tmp_path / "killed", run_dir)
+    checkpoints = workdir / "results/aligned/demo/cap2mol/sft/.checkpoints"
+    kill_when(workdir, config, target, lambda: any(checkpoints.glob("checkpoint-*")))
     assert not (workdir / target).exists() or os.path.getmtime(workdir / target) < time.time() - 5
     run_snakemake(workdir, target, "--rerun-incomplete", configfile=config)
     log = (workdir / "logs/train_alignment/demo/cap2mol/sft.log").read_text()
     assert "resuming from" in log
     assert not checkpoints.exists()
     weights = "results/aligned/demo/cap2mol/sft/model/model.safetensors"
-    assert (workdir / weights).read_bytes() == (copies["uninterrupted"] / weights).read_bytes()
+    assert (workdir / weights).read_bytes() == (uninterrupted / weights).read_bytes()
+
+
+def test_killed_nli_scoring_reruns_to_the_same_scores(finished_run, tmp_path):
+    """SIGKILL the pipeline while atomic NLI scores one system from an empty pair cache; the re-run
+    completes and gives the scores of the uninterrupted run."""
+    target = "results/nli/demo/pertask/atomic.parquet"
+    workdir = copy_run(
+        finished_run,
+        tmp_path / "killed",
+        "results/nli/cache/pairs",
+        target,
+        target.replace(".parquet", ".json"),
+    )
+    log = workdir / "logs/score_atomic_nli/demo/pertask.log"
+    kill_when(workdir, TINY, target, lambda: log.exists() and "cache" in log.read_text())
+    assert not (workdir / target).exists()
+    run_snakemake(workdir, target, "--rerun-incomplete", configfile=TINY)
+    pd.testing.assert_frame_equal(
+        read_artifact(workdir / target, "nli_scores"), read_artifact(finished_run / target, "nli_scores")
+    )
+
+
+def test_readme_excerpt_is_regenerated_from_a_finished_run(finished_run, tmp_path):
+    """The README's demo excerpt comes from a run through the documented command, never by hand."""
+    readme = tmp_path / "README.md"
+    shutil.copy(REPO / "README.md", readme)
+    tool = REPO / "tools/update_readme_results.py"
+    subprocess.run([sys.executable, str(tool), str(finished_run), str(readme)], check=True)
+    block = readme.read_text().split("<!-- demo-results:start -->")[1].split("<!-- demo-results:end -->")[0]
+    table = (finished_run / "results/tables/demo/table2.md").read_text().strip()
+    assert table in block and "| untrained | " in block
+    figure = (finished_run / "results/figures/demo/training_loss.png").read_bytes()
+    assert (tmp_path / "docs/training_loss.png").read_bytes() == figure
