@@ -121,7 +121,10 @@ def copy_run(finished_run, workdir, *removed):
     for item in ("results", "resources"):
         subprocess.run(["cp", "-a", str(finished_run / item), str(workdir / item)], check=True)
     for path in removed:
-        shutil.rmtree(workdir / path) if (workdir / path).is_dir() else (workdir / path).unlink()
+        if (workdir / path).is_dir():
+            shutil.rmtree(workdir / path)
+        else:
+            (workdir / path).unlink()
     return workdir
 
 
@@ -165,14 +168,14 @@ def test_killed_training_resumes_and_completes(finished_run, tmp_path):
     uninterrupted = copy_run(finished_run, tmp_path / "uninterrupted", run_dir)
     run_snakemake(uninterrupted, target, configfile=config)
     workdir = copy_run(finished_run, tmp_path / "killed", run_dir)
-    checkpoints = workdir / "results/aligned/demo/cap2mol/sft/.checkpoints"
+    checkpoints = workdir / run_dir / ".checkpoints"
     kill_when(workdir, config, target, lambda: any(checkpoints.glob("checkpoint-*")))
     assert not (workdir / target).exists() or os.path.getmtime(workdir / target) < time.time() - 5
     run_snakemake(workdir, target, "--rerun-incomplete", configfile=config)
     log = (workdir / "logs/train_alignment/demo/cap2mol/sft.log").read_text()
     assert "resuming from" in log
     assert not checkpoints.exists()
-    weights = "results/aligned/demo/cap2mol/sft/model/model.safetensors"
+    weights = f"{run_dir}/model/model.safetensors"
     assert (workdir / weights).read_bytes() == (uninterrupted / weights).read_bytes()
 
 
