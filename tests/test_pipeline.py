@@ -179,24 +179,24 @@ def test_killed_training_resumes_and_completes(finished_run, tmp_path):
     assert (workdir / weights).read_bytes() == (uninterrupted / weights).read_bytes()
 
 
-def test_killed_nli_scoring_reruns_to_the_same_scores(finished_run, tmp_path):
-    """SIGKILL the pipeline while atomic NLI scores one system from an empty pair cache; the re-run
-    completes and gives the scores of the uninterrupted run."""
-    target = "results/nli/demo/pertask/atomic.parquet"
-    workdir = copy_run(
-        finished_run,
-        tmp_path / "killed",
-        "results/nli/cache/pairs",
-        target,
-        target.replace(".parquet", ".json"),
-    )
-    log = workdir / "logs/score_atomic_nli/demo/pertask.log"
-    kill_when(workdir, TINY, target, lambda: log.exists() and "cache" in log.read_text())
-    assert not (workdir / target).exists()
-    run_snakemake(workdir, target, "--rerun-incomplete", configfile=TINY)
-    pd.testing.assert_frame_equal(
-        read_artifact(workdir / target, "nli_scores"), read_artifact(finished_run / target, "nli_scores")
-    )
+def test_killed_nli_stage_reruns_to_the_same_scores(finished_run, tmp_path):
+    """SIGKILL the pipeline in the middle of the NLI stage, once some systems' pairs are in the cache
+    and others are not scored yet; the re-run completes with the scores of the uninterrupted run."""
+    workdir = copy_run(finished_run, tmp_path / "killed", "results/nli")
+    scores = [
+        path.relative_to(finished_run)
+        for method in ("atomic", "full", "sentence")
+        for path in sorted((finished_run / "results/nli").glob(f"*/*/{method}.parquet"))
+    ]
+    cache = workdir / "results/nli/cache/pairs"
+    kill_when(workdir, TINY, "all", lambda: len(list(cache.glob("*.parquet"))) >= 2)
+    missing = [path for path in scores if not (workdir / path).exists()]
+    assert missing, "the NLI stage finished before the kill"
+    run_snakemake(workdir, "--rerun-incomplete", configfile=TINY)
+    for path in scores:
+        pd.testing.assert_frame_equal(
+            read_artifact(workdir / path, "nli_scores"), read_artifact(finished_run / path, "nli_scores")
+        )
 
 
 def test_readme_excerpt_is_regenerated_from_a_finished_run(finished_run, tmp_path):

@@ -1,6 +1,6 @@
 import sys
 
-sys.stderr = open(snakemake.log[0], "w")
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from molmix.nli.steps import score_step
 from molmix.runtime import start_step

@@ -1,6 +1,6 @@
 import sys
 
-sys.stderr = open(snakemake.log[0], "w")
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from molmix.align import train_alignment
 from molmix.runtime import start_step
