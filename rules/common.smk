@@ -179,14 +179,17 @@ def evaluated_model_path(model, task):
     return f"results/aligned/{DATASET}/{init}/{method}/model"
 
 
-def evaluated_model_dir(wildcards):
-    return evaluated_model_path(wildcards.model, wildcards.task)
+def evaluated_model_dirs(wildcards):
+    """{<task>_model: folder} of one evaluated system."""
+    return {
+        f"{task}_model": evaluated_model_path(wildcards.model, task) for task in TASKS
+    }
 
 
-def input_prefix(wildcards):
-    """A seq2seq baseline's task prefix for this direction ("" for every other system)."""
+def input_prefixes(wildcards):
+    """A seq2seq baseline's task prefix per direction ("" for every other system)."""
     baseline = BASELINES.get(wildcards.model, {})
-    return baseline.get("input_prefix", {}).get(wildcards.task, "")
+    return {task: baseline.get("input_prefix", {}).get(task, "") for task in TASKS}
 
 
 TABLES = list(config["tables"])

@@ -72,48 +72,23 @@ rule decompose_captions:
         "../workflow/scripts/decompose_captions.py"
 
 
-rule score_atomic_nli:
+rule score_nli:
     input:
         generations="results/generations/{dataset}/{model}/mol2cap.parquet",
         reference_atoms="results/nli/{dataset}/_reference/atoms.parquet",
         prediction_atoms="results/nli/{dataset}/{model}/atoms.parquet",
         nli_model=nli_model_dir(),
     output:
-        scores="results/nli/{dataset}/{model}/atomic.parquet",
-        summary="results/nli/{dataset}/{model}/atomic.json",
-    log:
-        "logs/score_atomic_nli/{dataset}/{model}.log",
-    benchmark:
-        "benchmarks/score_atomic_nli/{dataset}/{model}.tsv"
-    wildcard_constraints:
-        model="[^_/][^/]*",
-    conda:
-        "../envs/molmix.yaml"
-    threads: 2
-    resources:
-        gpu=nli_gpus(),
-        mem_mb=scaled(16000),
-        runtime=scaled(120),
-    params:
-        cfg=lookup(dpath="nli/scoring", within=config),
-        cache=NLI_CACHE,
-    script:
-        "../workflow/scripts/score_atomic_nli.py"
-
-
-rule score_nli_baselines:
-    input:
-        generations="results/generations/{dataset}/{model}/mol2cap.parquet",
-        nli_model=nli_model_dir(),
-    output:
+        atomic="results/nli/{dataset}/{model}/atomic.parquet",
+        atomic_summary="results/nli/{dataset}/{model}/atomic.json",
         full="results/nli/{dataset}/{model}/full.parquet",
         full_summary="results/nli/{dataset}/{model}/full.json",
         sentence="results/nli/{dataset}/{model}/sentence.parquet",
         sentence_summary="results/nli/{dataset}/{model}/sentence.json",
     log:
-        "logs/score_nli_baselines/{dataset}/{model}.log",
+        "logs/score_nli/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/score_nli_baselines/{dataset}/{model}.tsv"
+        "benchmarks/score_nli/{dataset}/{model}.tsv"
     wildcard_constraints:
         model="[^_/][^/]*",
     conda:
@@ -122,12 +97,12 @@ rule score_nli_baselines:
     resources:
         gpu=nli_gpus(),
         mem_mb=scaled(16000),
-        runtime=scaled(60),
+        runtime=scaled(180),
     params:
         cfg=lookup(dpath="nli/scoring", within=config),
         cache=NLI_CACHE,
     script:
-        "../workflow/scripts/score_nli_baselines.py"
+        "../workflow/scripts/score_nli.py"
 
 
 rule compare_nli_methods:

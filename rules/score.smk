@@ -21,16 +21,20 @@ rule reference_statistics:
 
 rule score_responses:
     input:
-        generations="results/generations/{dataset}/{model}/{task}.parquet",
+        generations=expand(
+            "results/generations/{{dataset}}/{{model}}/{task}.parquet", task=TASKS
+        ),
+        references=expand(
+            "results/scores/{{dataset}}/_reference/{task}.parquet", task=TASKS
+        ),
         test="results/data/{dataset}/test.parquet",
-        reference="results/scores/{dataset}/_reference/{task}.parquet",
     output:
-        scores="results/scores/{dataset}/{model}/{task}.parquet",
-        summary="results/scores/{dataset}/{model}/{task}.json",
+        scores=expand("results/scores/{{dataset}}/{{model}}/{task}.parquet", task=TASKS),
+        summaries=expand("results/scores/{{dataset}}/{{model}}/{task}.json", task=TASKS),
     log:
-        "logs/score_responses/{dataset}/{model}/{task}.log",
+        "logs/score_responses/{dataset}/{model}.log",
     benchmark:
-        "benchmarks/score_responses/{dataset}/{model}/{task}.tsv"
+        "benchmarks/score_responses/{dataset}/{model}.tsv"
     wildcard_constraints:
         model="[^_/][^/]*",
     conda:
@@ -41,5 +45,6 @@ rule score_responses:
         runtime=scaled(30),
     params:
         cfg=lookup(dpath="score", within=config),
+        tasks=TASKS,
     script:
         "../workflow/scripts/score_responses.py"

@@ -18,8 +18,7 @@ GPU_RULES = {
     # atomic NLI at paper scale: the Llama-3-8B decomposer and DeBERTa-v3-large
     "decompose_references",
     "decompose_captions",
-    "score_atomic_nli",
-    "score_nli_baselines",
+    "score_nli",
 }
 
 

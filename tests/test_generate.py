@@ -127,6 +127,19 @@ def test_seq2seq_task_prefix_goes_before_the_raw_input(tiny, tmp_path, monkeypat
         generate_for_pairs(tiny / "cap2mol", PAIRS, "mol2cap", DECODING, "x", prefix)
 
 
+def test_a_folder_serving_both_tasks_is_loaded_once(tiny, monkeypatch):
+    from molmix import generate
+
+    loads = []
+    load = generate.load_generator
+    monkeypatch.setattr(generate, "load_generator", lambda path: loads.append(path) or load(path))
+    tasks = generate.generate_tasks(
+        dict.fromkeys(("mol2cap", "cap2mol"), tiny / "cap2mol"), PAIRS, DECODING, "x"
+    )
+    assert [task for task, _, _ in tasks] == ["mol2cap", "cap2mol"]
+    assert loads == [tiny / "cap2mol"]
+
+
 def test_baselines_may_name_a_merge_or_carry_a_task_prefix(tmp_path, write_config):
     from conftest import run_snakemake
 
@@ -148,19 +161,24 @@ def test_baselines_may_name_a_merge_or_carry_a_task_prefix(tmp_path, write_confi
     assert "results/models/demo/merged/slerp" in result.stdout
 
 
-def test_generation_step_writes_every_row_with_decoding_settings(tiny, tmp_path):
+def test_generation_step_writes_each_task_with_decoding_settings(tiny, tmp_path):
     from molmix.artifacts import write_artifact
 
     test = tmp_path / "test.parquet"
     write_artifact(PAIRS, test, "pairs")
-    out = tmp_path / "gen" / "cap2mol.parquet"
-    generate_step(str(tiny / "cap2mol"), str(test), "cap2mol", "cap2mol+cpo", DECODING, 0, str(out))
-    frame = read_artifact(out, "generations")
+    outputs = {task: str(tmp_path / "gen" / f"{task}.parquet") for task in ("mol2cap", "cap2mol")}
+    models = {"mol2cap": str(tiny / "mol2cap"), "cap2mol": str(tiny / "cap2mol")}
+    generate_step(models, str(test), "pertask", DECODING, 0, outputs)
+    frame = read_artifact(outputs["cap2mol"], "generations")
     assert frame["id"].tolist() == PAIRS["id"].tolist()
     assert frame["input"].tolist() == PAIRS["caption"].tolist()
     assert frame["reference"].tolist() == PAIRS["smiles"].tolist()
     assert frame["empty"].dtype == bool and frame["truncated"].dtype == bool
-    assert read_metadata(out)["decoding"] == DECODING
+    assert read_artifact(outputs["mol2cap"], "generations")["input"].tolist() == PAIRS["smiles"].tolist()
+    metadata = read_metadata(outputs["cap2mol"])
+    assert metadata["decoding"] == DECODING
+    assert metadata["throughput"]["new_tokens"] > 0
     with pytest.raises(lm.ModelError, match="missing-model"):
-        generate_step(str(tmp_path / "missing-model"), str(test), "cap2mol", "x", DECODING, 0, str(out))
-    assert read_artifact(out, "generations")["id"].tolist() == PAIRS["id"].tolist()  # not lost
+        missing = {"cap2mol": str(tmp_path / "missing-model")}
+        generate_step(missing, str(test), "x", DECODING, 0, {"cap2mol": outputs["cap2mol"]})
+    assert read_artifact(outputs["cap2mol"], "generations")["id"].tolist() == PAIRS["id"].tolist()  # not lost

@@ -97,8 +97,7 @@ def test_nli_rules_on_hand_made_generations_and_a_cached_second_run(tmp_path, de
     nli_rules = (
         "decompose_references",
         "decompose_captions",
-        "score_atomic_nli",
-        "score_nli_baselines",
+        "score_nli",
         "compare_nli_methods",
     )
     targets = ["results/nli/demo/kl.csv", "results/nli/demo/summary.md"]

@@ -100,14 +100,13 @@ def learning_check(models: Mapping[str, str], test_path: str, cfg: Mapping[str, 
 
     Shows that the embedded models learn: the per-task models must beat the untrained base.
     """
-    from molmix.generate import generate_for_pairs
+    from molmix.generate import generate_tasks
 
     test = read_artifact(test_path, "pairs")
     report: dict[str, Any] = {"n": len(test)}
     for name, model_dir in models.items():
         row = {}
-        for task in TASKS:
-            frame, stats = generate_for_pairs(model_dir, test, task, cfg, name)
+        for task, frame, stats in generate_tasks(dict.fromkeys(TASKS, model_dir), test, cfg, name):
             if task == "mol2cap":
                 row.update(caption_overlap(frame["reference"].tolist(), frame["prediction"].tolist()))
             else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,13 +102,15 @@ def generate_for_pairs(
     cfg: Mapping[str, Any],
     name: str,
     input_prefix: str = "",
+    generator=None,
 ):
     """A ``generations`` frame for ``task`` on every pair, plus throughput statistics.
 
     Seq2seq models (MolT5, TxtChem-T5) read ``input_prefix`` + the raw input; causal models the
-    instruction prompt of Appx. F. The ``input`` column is the raw input either way.
+    instruction prompt of Appx. F. The ``input`` column is the raw input either way. ``generator``
+    is ``model_dir`` already loaded by :func:`load_generator`, if the caller has it.
     """
-    model, tokenizer, seq2seq = load_generator(model_dir)
+    model, tokenizer, seq2seq = generator or load_generator(model_dir)
     if input_prefix and not seq2seq:
         raise ValueError(
             f"{model_dir}: input_prefix {input_prefix!r} is for seq2seq models; causal ones get the prompt"
@@ -134,29 +136,56 @@ def generate_for_pairs(
     return frame, stats
 
 
+def generate_tasks(
+    model_dirs: Mapping[str, str | Path],
+    pairs: pd.DataFrame,
+    cfg: Mapping[str, Any],
+    name: str,
+    input_prefixes: Mapping[str, str] | None = None,
+) -> Iterator[tuple[str, pd.DataFrame, dict[str, float]]]:
+    """(task, frame, statistics) of :func:`generate_for_pairs` for each task of one system (task ->
+    model folder); consecutive tasks served by one folder load it once, one model is held at a time."""
+    loaded, generator = None, None
+    for task, model_dir in model_dirs.items():
+        if model_dir != loaded:
+            generator = None
+            generator, loaded = load_generator(model_dir), model_dir
+        prefix = (input_prefixes or {}).get(task, "")
+        yield task, *generate_for_pairs(model_dir, pairs, task, cfg, name, prefix, generator)
+
+
 def generate_step(
-    model_dir: str,
+    model_dirs: Mapping[str, str],
     test_path: str,
-    task: str,
     name: str,
     cfg: Mapping[str, Any],
     seed: int,
-    out_path: str,
-    input_prefix: str = "",
+    outputs: Mapping[str, str],
+    input_prefixes: Mapping[str, str] | None = None,
 ) -> None:
-    """Generate ``task`` outputs of one model for the test set as a ``generations`` artifact."""
+    """Generate each task's outputs of one system (task -> model folder, task -> output path) for the
+    test set, as ``generations`` artifacts with the decoding settings and throughput in metadata."""
     from molmix.artifacts import read_artifact, write_artifact
 
     test = read_artifact(test_path, "pairs")
-    frame, stats = generate_for_pairs(model_dir, test, task, cfg, name, input_prefix)
-    log.info(
-        "%s/%s: %d empty, %d truncated outputs", name, task, frame["empty"].sum(), frame["truncated"].sum()
-    )
-    write_artifact(
-        frame,
-        out_path,
-        "generations",
-        params=cfg,
-        seed=seed,
-        extra_metadata={"decoding": dict(cfg), "input_prefix": input_prefix},
-    )
+    tasks = generate_tasks({task: model_dirs[task] for task in outputs}, test, cfg, name, input_prefixes)
+    for task, frame, stats in tasks:
+        log.info(
+            "%s/%s: %d empty, %d truncated outputs",
+            name,
+            task,
+            frame["empty"].sum(),
+            frame["truncated"].sum(),
+        )
+        write_artifact(
+            frame,
+            outputs[task],
+            "generations",
+            params=cfg,
+            seed=seed,
+            extra_metadata={
+                "decoding": dict(cfg),
+                "input_prefix": (input_prefixes or {}).get(task, ""),
+                "throughput": stats,
+            },
+        )

@@ -7,12 +7,11 @@ from molmix.runtime import start_step
 
 start_step(snakemake.threads, snakemake.params.seed)
 generate_step(
-    snakemake.input.model,
+    {task: snakemake.input[f"{task}_model"] for task in snakemake.output.keys()},
     snakemake.input.test,
-    snakemake.wildcards.task,
     snakemake.wildcards.model,
     snakemake.params.cfg,
     snakemake.params.seed,
-    snakemake.output[0],
-    snakemake.params.input_prefix,
+    dict(snakemake.output.items()),
+    snakemake.params.input_prefixes,
 )

@@ -6,12 +6,12 @@ from molmix.runtime import start_step
 from molmix.scoring.core import score_step
 
 start_step(snakemake.threads)
-score_step(
+for task, generations, references, scores, summary in zip(
+    snakemake.params.tasks,
     snakemake.input.generations,
-    snakemake.input.test,
-    snakemake.input.reference,
-    snakemake.wildcards.task,
-    snakemake.params.cfg,
+    snakemake.input.references,
     snakemake.output.scores,
-    snakemake.output.summary,
-)
+    snakemake.output.summaries,
+    strict=True,
+):
+    score_step(generations, snakemake.input.test, references, task, snakemake.params.cfg, scores, summary)

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from molmix.artifacts import ArtifactError, read_artifact, write_artifact, write_json, write_text
-from molmix.nli.atomic import PairScorer, pair_store, score_units, summarize
+from molmix.nli.atomic import PairScorer, pair_store, score_units, summarize, unit_pairs
 from molmix.nli.baselines import baseline_units
 from molmix.nli.cache import ParquetStore
 from molmix.nli.decompose import DECOMPOSITION_COLUMNS, decompose
@@ -132,6 +132,42 @@ def _scorer(nli_model: str | Path, cfg: Mapping[str, Any], cache_dir) -> PairSco
     )
 
 
+def atomic_scores(
+    generations: pd.DataFrame,
+    reference_atoms: str | Path,
+    prediction_atoms: str | Path,
+    scorer: PairScorer,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per-item atomic-level cross-NLI hallucination and coverage (Eqs. 6-7), and summary extras."""
+    references = _aligned_atoms(generations, reference_atoms, "reference")
+    predictions = _aligned_atoms(generations, prediction_atoms, "prediction")
+    before = scorer.pairs_scored
+    per_item = score_units(references, predictions, scorer)
+    per_item.insert(0, "reference_atoms", references)
+    per_item.insert(1, "prediction_atoms", predictions)
+    pairs = {p for r, g in zip(references, predictions, strict=True) for p in unit_pairs(r, g)}
+    return per_item, {"pairs_scored": scorer.pairs_scored - before, "distinct_pairs": len(pairs)}
+
+
+def baseline_scores(
+    generations: pd.DataFrame, method: str, scorer: PairScorer
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per-item full-text or sentence-level NLI (:mod:`molmix.nli.baselines`), and summary extras."""
+    references = baseline_units(method, generations["reference"].fillna(""))
+    predictions = baseline_units(method, generations["prediction"].fillna(""))
+    before = scorer.pairs_scored
+    per_item = score_units(references, predictions, scorer)
+    extra = {"pairs_scored": scorer.pairs_scored - before}
+    if method == "full":
+        extra["n_truncated"] = sum(
+            scorer.model.truncated(p, h)
+            for r, g in zip(references, predictions, strict=True)
+            for p in r
+            for h in g
+        )
+    return per_item, extra
+
+
 def score_step(
     generations_path: str | Path,
     reference_atoms: str | Path,
@@ -139,49 +175,19 @@ def score_step(
     nli_model: str | Path,
     cfg: Mapping[str, Any],
     cache_dir: str | Path | None,
-    out: str | Path,
-    summary_path: str | Path,
-) -> dict[str, Any]:
-    """Atomic-level cross-NLI hallucination and coverage of one system's captions (Eqs. 6-7)."""
-    generations = read_generations(generations_path)
-    references = _aligned_atoms(generations, reference_atoms, "reference")
-    predictions = _aligned_atoms(generations, prediction_atoms, "prediction")
-    scorer = _scorer(nli_model, cfg, cache_dir)
-    per_item = score_units(references, predictions, scorer)
-    per_item.insert(0, "reference_atoms", references)
-    per_item.insert(1, "prediction_atoms", predictions)
-    extra = {
-        "pairs_scored": scorer.pairs_scored,
-        "distinct_pairs": len(scorer.memo),
-        "nli_model": scorer.model.key,
-    }
-    return _write_scores(generations, per_item, "atomic", extra, cfg, out, summary_path)
-
-
-def baselines_step(
-    generations_path: str | Path,
-    nli_model: str | Path,
-    cfg: Mapping[str, Any],
-    cache_dir: str | Path | None,
     outputs: Mapping[str, tuple[str | Path, str | Path]],
 ) -> dict[str, dict[str, Any]]:
-    """Full-text and sentence-level NLI (:mod:`molmix.nli.baselines`): method -> (scores, summary) paths."""
+    """Atomic-level cross-NLI and the full-text / sentence-level baselines of one system's captions,
+    with one NLI model: method -> (scores, summary) paths of the methods to write."""
     generations = read_generations(generations_path)
     scorer = _scorer(nli_model, cfg, cache_dir)
     summaries = {}
     for method, (out, summary_path) in outputs.items():
-        references = baseline_units(method, generations["reference"].fillna(""))
-        predictions = baseline_units(method, generations["prediction"].fillna(""))
-        before = scorer.pairs_scored
-        per_item = score_units(references, predictions, scorer)
-        extra = {"pairs_scored": scorer.pairs_scored - before, "nli_model": scorer.model.key}
-        if method == "full":
-            extra["n_truncated"] = sum(
-                scorer.model.truncated(p, h)
-                for r, g in zip(references, predictions, strict=True)
-                for p in r
-                for h in g
-            )
+        if method == "atomic":
+            per_item, extra = atomic_scores(generations, reference_atoms, prediction_atoms, scorer)
+        else:
+            per_item, extra = baseline_scores(generations, method, scorer)
+        extra["nli_model"] = scorer.model.key
         summaries[method] = _write_scores(generations, per_item, method, extra, cfg, out, summary_path)
     return summaries
 

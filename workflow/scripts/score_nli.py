@@ -2,17 +2,19 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from molmix.nli.steps import baselines_step
+from molmix.nli.steps import score_step
 from molmix.runtime import start_step
 
 start_step(snakemake.threads)
-baselines_step(
+score_step(
     snakemake.input.generations,
+    snakemake.input.reference_atoms,
+    snakemake.input.prediction_atoms,
     snakemake.input.nli_model,
     snakemake.params.cfg,
     snakemake.params.cache,
     {
-        "full": (snakemake.output.full, snakemake.output.full_summary),
-        "sentence": (snakemake.output.sentence, snakemake.output.sentence_summary),
+        method: (snakemake.output[method], snakemake.output[f"{method}_summary"])
+        for method in ("atomic", "full", "sentence")
     },
 )
