@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -260,6 +262,32 @@ def test_scoring_fails_clearly_without_wordnet(tmp_path):
     args = [str(tmp_path), "score", str(tsv), "--text-tokenizer", "bert-base-uncased", "--no-cache"]
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     assert result.returncode == 2 and "METEOR needs WordNet" in result.stderr
+
+
+def test_scoring_fails_clearly_with_an_incomplete_wordnet(tmp_path):
+    import nltk
+
+    installed = Path(nltk.data.find("corpora/wordnet"))
+    copy = tmp_path / "corpora/wordnet"
+    shutil.copytree(installed, copy)
+    (copy / "lexnames").unlink()  # Debian's packages lack it (tools/install_wordnet.sh writes it)
+    result = subprocess.run(
+        [sys.executable, "-c", WORDNET_HIDDEN, str(tmp_path)], capture_output=True, text=True
+    )
+    assert "MISSING: METEOR needs WordNet 3.0" in result.stdout and "incomplete" in result.stdout, (
+        result.stderr
+    )
+
+
+def test_english_wordnet_gives_nltks_synonyms():
+    from nltk.corpus import wordnet
+
+    for word in ("dog", "acid", "bind", "compound", "agent"):
+        expected = [[lemma.name() for lemma in synset.lemmas()] for synset in wordnet.synsets(word)]
+        found = [
+            [lemma.name() for lemma in synset.lemmas()] for synset in text.require_wordnet().synsets(word)
+        ]
+        assert found == expected
 
 
 # ---- any prediction scores

@@ -3,15 +3,16 @@
 nltk builds every n-gram through a Python generator of tuples and recounts each reference for
 every order; scoring 3,300 SMILES character by character took ~3 s. Here n-grams are substrings
 (for strings) or ``zip`` tuples (for token lists) counted by ``collections.Counter`` in C; the
-clipped counts, the ``max(1, ...)`` denominators, the brevity penalty, the zero-overlap rule and the
-log-space combination are nltk's own (``brevity_penalty``, ``SmoothingFunction().method0``), so
-the result is the same float. ``tests/test_scoring.py`` checks equality against nltk.
+clipped counts, the ``max(1, ...)`` denominators, the zero-overlap rule, the log-space combination
+and nltk's ``brevity_penalty`` and ``SmoothingFunction().method0`` (restated below, so that SMILES
+BLEU does not import nltk, whose package import alone takes ~2 s) are nltk's, so the result is the
+same float. ``tests/test_scoring.py`` checks equality against nltk.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
@@ -23,14 +24,21 @@ def ngram_counts(sequence: str | Sequence[str], n: int) -> Counter:
     return Counter(zip(*(sequence[i:] for i in range(n)), strict=False))
 
 
+def brevity_penalty(reference_length: int, hypothesis_length: int) -> float:
+    """nltk's ``brevity_penalty`` (with one reference, the closest reference length is its length)."""
+    if hypothesis_length > reference_length:
+        return 1
+    if hypothesis_length == 0:
+        return 0
+    return math.exp(1 - reference_length / hypothesis_length)
+
+
 def corpus_bleu(
     references: Sequence[str | Sequence[str]],
     hypotheses: Sequence[str | Sequence[str]],
     weights: Sequence[Sequence[float]],
 ) -> list[float]:
     """Corpus BLEU for each weight vector, as ``nltk.translate.bleu_score.corpus_bleu``."""
-    from nltk.translate.bleu_score import SmoothingFunction, brevity_penalty
-
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
     orders = max(len(w) for w in weights)
@@ -50,10 +58,11 @@ def corpus_bleu(
     if numerators[1] == 0:
         return [0.0] * len(weights)
     penalty = brevity_penalty(ref_length, hyp_length)
-    precisions = [Fraction(numerators[n], denominators[n], _normalize=False) for n in range(1, orders + 1)]
-    with warnings.catch_warnings():  # nltk warns when an order has no overlap (score 0)
-        warnings.simplefilter("ignore")
-        precisions = SmoothingFunction().method0(precisions)
+    # SmoothingFunction().method0: an order without overlap counts as the smallest float
+    precisions = [
+        Fraction(numerators[n], denominators[n], _normalize=False) if numerators[n] else sys.float_info.min
+        for n in range(1, orders + 1)
+    ]
     return [
         float(
             penalty

@@ -11,6 +11,7 @@ run time; the F-measure formula is rouge-score's.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,20 +24,39 @@ class WordNetMissing(RuntimeError):
     """NLTK cannot load WordNet, so METEOR cannot be computed as published."""
 
 
+@functools.cache
 def require_wordnet():
-    """NLTK's WordNet reader, or :class:`WordNetMissing` saying how to provide it."""
-    import nltk
-    from nltk.corpus import wordnet
+    """NLTK's WordNet reader for English, or :class:`WordNetMissing` saying how to provide it.
 
-    try:
-        wordnet.ensure_loaded()
-    except LookupError:
-        raise WordNetMissing(
-            "METEOR needs WordNet 3.0, which NLTK cannot find (searched: "
-            f"{', '.join(map(str, nltk.data.path))}). Run `tools/install_wordnet.sh .venv` "
-            "(offline, from Debian's wordnet-base + wordnet-sense-index) or nltk.download('wordnet')."
-        ) from None
-    return wordnet
+    nltk 3.9's reader maps the loaded WordNet onto itself when it loads (``map_wn``: reading
+    ``index.sense`` twice, about 3 s of a 4-s load); that map serves only the multilingual (OMW)
+    functions, which METEOR never calls, so this reader skips it. Synsets and lemmas are nltk's.
+    """
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    class EnglishWordNet(WordNetCorpusReader):
+        def map_wn(self, version="wordnet"):
+            return None
+
+    for resource in ("corpora/wordnet", "corpora/wordnet.zip/wordnet/"):
+        try:
+            root = nltk.data.find(resource)
+        except LookupError:
+            continue
+        with warnings.catch_warnings():  # "multilingual functions are not available": not needed
+            warnings.simplefilter("ignore")
+            try:
+                return EnglishWordNet(root, None)
+            except OSError as err:  # e.g. Debian's files without `lexnames`
+                raise WordNetMissing(
+                    f"METEOR needs WordNet 3.0; {root} is incomplete ({err}). Run `tools/install_wordnet.sh .venv`."
+                ) from None
+    raise WordNetMissing(
+        "METEOR needs WordNet 3.0, which NLTK cannot find (searched: "
+        f"{', '.join(map(str, nltk.data.path))}). Run `tools/install_wordnet.sh .venv` "
+        "(offline, from Debian's wordnet-base + wordnet-sense-index) or nltk.download('wordnet')."
+    )
 
 
 def strip_cls(text: str) -> str:
