@@ -29,7 +29,7 @@ lint: venv
 	$(BIN)/snakemake --lint --cores 1
 
 test: lint
-	$(BIN)/pytest -q -m "not e2e"
+	$(BIN)/pytest -q
 
 test-fast: venv
 	$(BIN)/pytest -q -m "not slow"

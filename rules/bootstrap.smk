@@ -1,3 +1,5 @@
+# priority: the base and per-task models gate merging, alignment and all that follows, so their
+# jobs (and those that build them) go before the independent NLI and negative-model trainings.
 rule train_tokenizer:
     input:
         train="resources/datasets/{dataset}/raw/train.parquet",
@@ -5,6 +7,7 @@ rule train_tokenizer:
         directory("results/models/{dataset}/tokenizer"),
     log:
         "logs/train_tokenizer/{dataset}.log",
+    priority: 10
     conda:
         "../envs/molmix.yaml"
     threads: 1
@@ -21,6 +24,7 @@ rule init_base_model:
         directory("results/models/{dataset}/init"),
     log:
         "logs/init_base_model/{dataset}.log",
+    priority: 10
     conda:
         "../envs/molmix.yaml"
     threads: 1
@@ -42,6 +46,7 @@ rule pretrain_base_model:
         "logs/pretrain_base_model/{dataset}.log",
     benchmark:
         "benchmarks/pretrain_base_model/{dataset}.tsv"
+    priority: 10
     conda:
         "../envs/molmix.yaml"
     threads: 2
@@ -67,6 +72,7 @@ rule train_pertask_model:
         "logs/train_pertask_model/{dataset}/{task}.log",
     benchmark:
         "benchmarks/train_pertask_model/{dataset}/{task}.tsv"
+    priority: 10
     conda:
         "../envs/molmix.yaml"
     threads: 2

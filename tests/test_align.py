@@ -167,6 +167,20 @@ def test_checkpoints_of_other_settings_are_not_resumed(tmp_path):
     assert not (tmp_path / "checkpoint-5").exists()
 
 
+def test_a_checkpoint_killed_while_written_is_not_resumed(tmp_path):
+    from molmix.lm import resumable_checkpoint
+
+    settings = {"beta": 0.1}
+    assert resumable_checkpoint(tmp_path, settings) is None  # stamps the settings
+    for step, state in ((1, "{}"), (2, None), (3, '{"global_st')):  # 2: no state yet; 3: cut short
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "adapter_model.safetensors").write_bytes(b"")
+        if state is not None:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert resumable_checkpoint(tmp_path, settings) == str(tmp_path / "checkpoint-1")
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-1"]
+
+
 def test_kto_needs_a_per_device_batch_above_one(write_config):
     from molmix.align import trainer_for
     from molmix.config import ConfigError, load_config

@@ -63,11 +63,7 @@ def test_demo_scores_every_system_on_the_whole_test_split(demo_run):
         assert json.loads(path.read_text())["n"] == len(test), path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the demo's Cap2Mol model gives 0.48 valid SMILES since the demo config was trimmed "
-    "for time (720a67d); the issue asks for a clear majority",
-)
 def test_demo_cap2mol_model_writes_mostly_valid_smiles(demo_run):
+    """The issue's bar: RDKit-valid SMILES for a clear majority of the test captions."""
     check = json.loads((demo_run / "results/models/demo/learning_check.json").read_text())
-    assert check["cap2mol"]["validity"] > 0.5
+    assert check["cap2mol"]["validity"] >= 0.6 > check["untrained"]["validity"]

@@ -148,7 +148,7 @@ def generate_tasks(
     loaded, generator = None, None
     for task, model_dir in model_dirs.items():
         if model_dir != loaded:
-            generator = None
+            generator = None  # free the previous model before loading the next
             generator, loaded = load_generator(model_dir), model_dir
         prefix = (input_prefixes or {}).get(task, "")
         yield task, *generate_for_pairs(model_dir, pairs, task, cfg, name, prefix, generator)

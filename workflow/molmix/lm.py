@@ -9,6 +9,7 @@ prompt/completion data, so the loss covers the completion only and an EOS is app
 
 from __future__ import annotations
 
+import json
 import logging
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -198,14 +199,14 @@ def training_arguments(cfg: Mapping[str, Any], output_dir: str | Path, seed: int
 
 
 def resumable_checkpoint(work_dir: str | Path, settings: Any) -> str | None:
-    """The newest ``checkpoint-N`` of an interrupted run with the same ``settings``, if any.
+    """The newest complete ``checkpoint-N`` of an interrupted run with the same ``settings``, if any.
 
     The work folder records a hash of the settings; checkpoints of a run with other settings are
-    discarded rather than resumed. :func:`finish_run` removes the folder once the outputs are saved.
+    discarded rather than resumed. A checkpoint is complete once the Trainer has written its
+    ``trainer_state.json``, the last file it saves; newer, incomplete ones (the run was killed while
+    writing them) are removed. :func:`finish_run` removes the folder once the outputs are saved.
     """
     import shutil
-
-    from transformers.trainer_utils import get_last_checkpoint
 
     from molmix.artifacts import config_hash
 
@@ -217,10 +218,22 @@ def resumable_checkpoint(work_dir: str | Path, settings: Any) -> str | None:
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(expected)
-    checkpoint = get_last_checkpoint(str(work_dir))
-    if checkpoint:
-        log.info("resuming from %s", checkpoint)
-    return checkpoint
+    numbered = [p for p in work_dir.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()]
+    for checkpoint in sorted(numbered, key=lambda p: int(p.name[11:]), reverse=True):
+        if _complete_checkpoint(checkpoint):
+            log.info("resuming from %s", checkpoint)
+            return str(checkpoint)
+        log.warning("removing %s: incomplete (the run was killed while writing it)", checkpoint)
+        shutil.rmtree(checkpoint)
+    return None
+
+
+def _complete_checkpoint(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def finish_run(work_dir: str | Path) -> None:
