@@ -218,8 +218,9 @@ def resumable_checkpoint(work_dir: str | Path, settings: Any) -> str | None:
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(expected)
-    numbered = [p for p in work_dir.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()]
-    for checkpoint in sorted(numbered, key=lambda p: int(p.name[11:]), reverse=True):
+    steps = {p: p.name.removeprefix("checkpoint-") for p in work_dir.glob("checkpoint-*") if p.is_dir()}
+    numbered = [p for p, step in steps.items() if step.isdigit()]
+    for checkpoint in sorted(numbered, key=lambda p: int(steps[p]), reverse=True):
         if _complete_checkpoint(checkpoint):
             log.info("resuming from %s", checkpoint)
             return str(checkpoint)
