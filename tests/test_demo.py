@@ -67,3 +67,16 @@ def test_demo_cap2mol_model_writes_mostly_valid_smiles(demo_run):
     """The issue's bar: RDKit-valid SMILES for a clear majority of the test captions."""
     check = json.loads((demo_run / "results/models/demo/learning_check.json").read_text())
     assert check["cap2mol"]["validity"] >= 0.6 > check["untrained"]["validity"]
+
+
+def test_demo_negatives_are_plausible_but_wrong(demo_run):
+    """The T5 negatives mostly stop like real outputs, and most rejected SMILES are molecules."""
+    from molmix.bootstrap import smiles_validity
+
+    negatives = demo_run / "results/negatives/demo"
+    for task in ("mol2cap", "cap2mol"):
+        counts = json.loads((negatives / f"{task}.json").read_text())
+        assert counts["truncated"] <= counts["inputs"] / 2, (task, counts)
+        pairs = read_artifact(negatives / f"{task}.parquet", "negatives")
+        assert len(pairs) == counts["pairs"] > 0 and (pairs["rejected"] != pairs["chosen"]).all()
+    assert smiles_validity(pairs["rejected"].tolist()) >= 0.4

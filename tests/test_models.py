@@ -65,6 +65,14 @@ def test_negative_pairs_drop_identical_and_keep_smiles_exactly():
     assert frame["prompt"].str.endswith(RESPONSE_MARKER).all()
 
 
+def test_a_negative_smiles_of_the_gold_molecule_is_dropped():
+    """Another spelling of the gold molecule is no dispreferred answer; an invalid one still is."""
+    frame, counts = preference_pairs(PAIRS, "cap2mol", ["OC(=O)C#C", "c1ccccc1", "C(C)(C)Cl"], "t5")
+    assert counts["rejected_equals_chosen"] == 2 and frame["rejected"].tolist() == ["c1ccccc1"]
+    _, counts = preference_pairs(PAIRS, "cap2mol", ["C#CC(=O", "C1CC", ""], "t5")
+    assert counts["rejected_equals_chosen"] == 0 and counts["empty_rejected"] == 1
+
+
 def test_mergekit_configs_map_ratios_as_documented():
     slerp = mergekit_config({"method": "slerp", "ratio": [1, 18]}, "m2c", "c2m", "base")
     assert slerp["base_model"] == "m2c" and slerp["parameters"]["t"] == pytest.approx(18 / 19)

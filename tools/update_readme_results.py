@@ -11,7 +11,13 @@ import re
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow"))
+
+from molmix.bootstrap import smiles_validity  # noqa: E402
+
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
 
 
@@ -35,12 +41,27 @@ def excerpt(run: Path) -> str:
     )
     return "\n\n".join(
         [
+            negatives_line(run),
             f"Learning check (`results/models/demo/learning_check.json`, greedy decoding, {check['n']} test pairs):",
             "\n".join(rows),
             nli_line,
             table,
             "![Training loss of every alignment run](docs/training_loss.png)",
         ]
+    )
+
+
+def negatives_line(run: Path) -> str:
+    """How plausible the T5 negatives are: outputs that never stopped, valid rejected SMILES."""
+    counts = {
+        t: json.loads((run / f"results/negatives/demo/{t}.json").read_text()) for t in ("mol2cap", "cap2mol")
+    }
+    rejected = pd.read_parquet(run / "results/negatives/demo/cap2mol.parquet")["rejected"].tolist()
+    return (
+        f"Negatives (`results/negatives/demo/`, tiny T5, greedy): of {counts['mol2cap']['inputs']} Mol2Cap "
+        f"inputs, {counts['mol2cap']['truncated']} rejected captions ran to `max_new_tokens` without stopping; "
+        f"of {counts['cap2mol']['inputs']} Cap2Mol inputs, {counts['cap2mol']['truncated']} did, and "
+        f"{smiles_validity(rejected):.0%} of the rejected SMILES are valid molecules."
     )
 
 

@@ -97,10 +97,26 @@ def train_seq2seq(
     return pd.DataFrame(trainer.state.log_history)
 
 
+def same_molecule(gold: pd.Series, outputs: pd.Series) -> pd.Series:
+    """Whether each output is the gold molecule, possibly written as another SMILES string."""
+    from molmix.scoring.molecules import canonical_smiles, parse_smiles
+
+    gold_canonical = canonical_smiles(parse_smiles(gold.tolist()))
+    output_canonical = canonical_smiles(parse_smiles(outputs.tolist()))
+    return pd.Series(
+        [g is not None and g == o for g, o in zip(gold_canonical, output_canonical, strict=True)],
+        index=gold.index,
+    )
+
+
 def preference_pairs(
     pairs: pd.DataFrame, task: str, rejected: list[str], negative_model: str
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """``negatives`` rows (prompt, chosen = gold, rejected = model output); identical pairs dropped."""
+    """``negatives`` rows (prompt, chosen = gold, rejected = model output).
+
+    Pairs whose rejected output is the gold target are dropped: the same string, or for Cap2Mol the
+    same molecule in another SMILES form (a preference between two spellings of one answer).
+    """
     sources, chosen = zip(
         *(source_and_target(task, s, c) for s, c in zip(pairs["smiles"], pairs["caption"], strict=True)),
         strict=True,
@@ -116,6 +132,8 @@ def preference_pairs(
         }
     )
     same = frame["chosen"] == frame["rejected"]
+    if task == "cap2mol":
+        same |= same_molecule(frame["chosen"], frame["rejected"])
     empty = frame["rejected"].str.strip() == ""
     counts = {
         "inputs": len(frame),
