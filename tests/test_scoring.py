@@ -119,6 +119,24 @@ def test_chemnet_activations_equal_fcd_torch():
     np.testing.assert_allclose(fcd.chemnet_activations(smiles), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_chemnet_beside_rdkit_takes_every_thread_back_when_rdkit_is_done():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        sharing = fcd.CoreSharing()
+        assert sharing.chemnet_threads() == 1
+        smiles = ["CCO", "c1ccccc1Cl", "CC(=O)O"]
+        alone = fcd.chemnet_activations(smiles, batch_size=2)
+        shared = fcd.chemnet_activations(smiles, batch_size=2, sharing=sharing)
+        sharing.done()
+        assert sharing.chemnet_threads() == 2
+        np.testing.assert_allclose(shared, alone, rtol=1e-6, atol=1e-7)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_fingerprints_match_the_official_rdkit_calls():
     from rdkit import Chem, DataStructs
     from rdkit.Chem import AllChem
@@ -477,3 +495,17 @@ def test_cli_scores_a_molt5_tsv(tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and "missing.txt" in bad.stderr
+
+
+def test_cap2mol_without_fcd_does_not_load_torch(tmp_path):
+    """--no-fcd skips ChemNet, and with it torch's import (≈1.7 s per process)."""
+    tsv = tmp_path / "cap2mol.txt"
+    tsv.write_text("description\tground truth\toutput\nd\tCCO\tOCC\nd\tc1ccccc1\tC1CC1\n")
+    code = (
+        "import sys; from molmix.cli import main; "
+        f"main(['score', {str(tsv)!r}, '--task', 'cap2mol', '--no-fcd', '--no-cache']); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["exact"] == 0.5

@@ -144,7 +144,8 @@ class Scorer:
     def _score_molecules(self, per_item: pd.DataFrame, predictions: list[str], stats: ReferenceStatistics):
         """Cap2Mol metrics. A prediction whose canonical SMILES is a reference's reuses that
         reference's InChI, fingerprints and ChemNet activation; each other distinct molecule is
-        computed once. ChemNet runs in a second thread (torch releases the GIL) while RDKit works."""
+        computed once. ChemNet runs in a second thread (torch releases the GIL) while RDKit works
+        (:class:`~molmix.scoring.fcd.CoreSharing`)."""
         mols = molecules.parse_smiles(predictions)
         valid = np.array([m is not None for m in mols])
         canonical = molecules.canonical_smiles(mols)
@@ -153,8 +154,9 @@ class Scorer:
         for c, mol in zip(canonical, mols, strict=True):
             if c is not None and c not in known:
                 new.setdefault(c, mol)
-        with ThreadPoolExecutor(max_workers=1) as pool, fcd_module.sharing_cores():
-            activations = pool.submit(self._fcd, canonical, list(new), stats) if self.settings.fcd else None
+        sharing = fcd_module.CoreSharing() if self.settings.fcd else None  # no torch without FCD
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            activations = pool.submit(self._fcd, canonical, list(new), stats, sharing) if sharing else None
             new_inchi = dict(zip(new, molecules.inchis(list(new.values())), strict=True))
             new_fps = molecules.fingerprints(list(new.values()), self.settings.morgan_radius)
             new_fps = {name: dict(zip(new, fps, strict=True)) for name, fps in new_fps.items()}
@@ -184,16 +186,24 @@ class Scorer:
                         similarity, valid, convention
                     )
                 corpus[f"{name}_fts"] = corpus[f"{name}_fts_{self.settings.invalid_smiles}"]
+            if sharing is not None:
+                sharing.done()
             corpus["fcd"] = activations.result() if activations is not None else float("nan")
         return corpus
 
-    def _fcd(self, canonical: list[str | None], new: list[str], stats: ReferenceStatistics) -> float:
+    def _fcd(
+        self,
+        canonical: list[str | None],
+        new: list[str],
+        stats: ReferenceStatistics,
+        sharing: fcd_module.CoreSharing,
+    ) -> float:
         """FCD between the references and the valid predictions; only ``new`` molecules need ChemNet."""
         known = {c: i for i, c in enumerate(c for c in stats.canonical if c is not None)}
         log.info(
             "FCD: %d valid predictions, %d need ChemNet", sum(c is not None for c in canonical), len(new)
         )
-        new_rows = dict(zip(new, fcd_module.chemnet_activations(new), strict=True))
+        new_rows = dict(zip(new, fcd_module.chemnet_activations(new, sharing=sharing), strict=True))
         rows = [
             stats.activations[known[c]] if c in known else new_rows[c] for c in canonical if c is not None
         ]

@@ -11,10 +11,10 @@ symmetric square root of ``S1``: two symmetric eigendecompositions.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 PAD_LENGTH = 350
-BATCH_SIZE = 512
+BATCH_SIZE = 256
 
 
 def model_path() -> Path:
@@ -47,20 +47,27 @@ def _chemnet():
     return model
 
 
-@contextlib.contextmanager
-def sharing_cores():
-    """One torch thread fewer while ChemNet runs beside RDKit work in the main thread."""
-    import torch
+class CoreSharing:
+    """ChemNet in a second thread beside RDKit work in the main thread (torch releases the GIL,
+    RDKit does not): ChemNet runs on one torch thread fewer until the main thread's RDKit work is
+    ``done()``, then on all of them from its next batch on, so no core idles while it finishes."""
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads - 1))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    def __init__(self):
+        import torch
+
+        self.threads = torch.get_num_threads()
+        self._main_done = threading.Event()
+
+    def done(self) -> None:
+        self._main_done.set()
+
+    def chemnet_threads(self) -> int:
+        return self.threads if self._main_done.is_set() else max(1, self.threads - 1)
 
 
-def chemnet_activations(smiles: Sequence[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
+def chemnet_activations(
+    smiles: Sequence[str], batch_size: int = BATCH_SIZE, sharing: CoreSharing | None = None
+) -> np.ndarray:
     """ChemNet's penultimate activations (n x 512, float32) of canonical SMILES."""
     import torch
     from fcd_torch.utils import get_one_hot
@@ -71,6 +78,8 @@ def chemnet_activations(smiles: Sequence[str], batch_size: int = BATCH_SIZE) -> 
     chunks = []
     with torch.inference_mode():
         for begin in range(0, len(smiles), batch_size):
+            if sharing is not None:
+                torch.set_num_threads(sharing.chemnet_threads())
             batch = np.stack([get_one_hot(s, PAD_LENGTH) for s in smiles[begin : begin + batch_size]])
             batch = torch.from_numpy(batch / batch.shape[2]).float()  # as fcd-torch's SmilesDataset
             chunks.append(model(batch.transpose(1, 2)).numpy())

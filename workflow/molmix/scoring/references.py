@@ -88,10 +88,13 @@ def compute_statistics(
         )
     stats.canonical = molecules.canonical_smiles(mols)
     valid = [c for c in stats.canonical if c is not None]
-    with ThreadPoolExecutor(max_workers=1) as pool, fcd_module.sharing_cores():
-        activations = pool.submit(fcd_module.chemnet_activations, valid) if fcd else None  # beside RDKit
+    sharing = fcd_module.CoreSharing() if fcd else None  # no torch without FCD
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        activations = pool.submit(fcd_module.chemnet_activations, valid, sharing=sharing) if sharing else None
         stats.inchi = molecules.inchis(mols)
         stats.fingerprints = molecules.fingerprints(mols, morgan_radius)
+        if sharing is not None:
+            sharing.done()
         stats.activations = activations.result() if activations is not None else None
     return stats
 
