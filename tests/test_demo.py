@@ -8,6 +8,7 @@ import pytest
 
 from conftest import REPO
 from molmix.artifacts import read_artifact
+from molmix.bootstrap import smiles_validity
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -71,8 +72,6 @@ def test_demo_cap2mol_model_writes_mostly_valid_smiles(demo_run):
 
 def test_demo_negatives_are_plausible_but_wrong(demo_run):
     """The T5 negatives mostly stop like real outputs, and most rejected SMILES are molecules."""
-    from molmix.bootstrap import smiles_validity
-
     negatives = demo_run / "results/negatives/demo"
     pairs = {}
     for task in ("mol2cap", "cap2mol"):
