@@ -17,7 +17,7 @@ rule train_alignment:
     resources:
         gpu=1,
         mem_mb=scaled(40000),
-        runtime=scaled(600),
+        runtime=scaled(1440),
     params:
         cfg=alignment_params,
         seed=config["seed"],

@@ -81,3 +81,19 @@ def test_demo_negatives_are_plausible_but_wrong(demo_run):
         assert len(pairs[task]) == counts["pairs"] > 0
         assert (pairs[task]["rejected"] != pairs[task]["chosen"]).all()
     assert smiles_validity(pairs["cap2mol"]["rejected"].tolist()) >= 0.4
+
+
+def test_paper_scale_bench_runs_the_4bit_alignment_and_generation_on_the_demo(demo_run, tmp_path):
+    """`bench/gpu_paper_scale.py` at its CPU size: the real NF4 QLoRA path, then generation, measured."""
+    out = tmp_path / "gpu.json"
+    command = [sys.executable, str(REPO / "bench/gpu_paper_scale.py"), "--run", str(demo_run)]
+    options = ["--json", str(out), "--shape", "tiny", "--method", "cpo", "--examples-per-step", "2"]
+    result = subprocess.run(
+        command + options + ["--batches", "2", "--max-new-tokens", "8"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    phases = json.loads(out.read_text())["phases"]
+    training = phases["train_alignment_cpo"]
+    assert training["quantized"] and len(training["losses"]) == 3 and training["examples"] == 6
+    assert len(training["later_step_seconds"]) == 2
+    assert 0 < phases["generate_batch_2"]["new_tokens"] <= 16
