@@ -7,7 +7,7 @@ from molmix import lm
 from molmix.generate import generate_for_pairs
 from molmix.merge import check_compatible, merge_models, merge_specs, mergekit_config
 from molmix.negatives import preference_pairs
-from molmix.prompts import RESPONSE_MARKER
+from molmix.prompts import RESPONSE_MARKER, build_prompt, template_parts
 
 
 def test_prompt_is_a_token_prefix_and_smiles_syntax_is_isolated(tiny):
@@ -18,6 +18,20 @@ def test_prompt_is_a_token_prefix_and_smiles_syntax_is_isolated(tiny):
     tokens = tokenizer.tokenize("C#CC(=O)O")
     assert "#" in tokens and "(" in tokens and "=" in tokens
     assert tokenizer.decode(tokenizer("C#CC(=O)O</s>").input_ids, skip_special_tokens=True) == "C#CC(=O)O"
+
+
+@pytest.mark.parametrize("task", ["mol2cap", "cap2mol"])
+def test_each_fixed_part_of_a_prompt_template_is_one_token_and_decodes_unchanged(tiny, task):
+    tokenizer = lm.load_tokenizer(tiny / "tok")
+    head, tail = template_parts(task)
+    source = "CC(=O)O" if task == "mol2cap" else "The molecule is an acid."
+    prompt = build_prompt(task, source)
+    ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    assert ids[0] == tokenizer.convert_tokens_to_ids(head) and ids[-1] == tokenizer.convert_tokens_to_ids(
+        tail
+    )
+    assert ids[1:-1] == tokenizer(source, add_special_tokens=False).input_ids
+    assert tokenizer.decode(ids) == prompt
 
 
 def test_sft_learns_eos_and_loss_on_completion_only(tiny, tmp_path):

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from molmix.artifacts import atomic_directory
-from molmix.prompts import TASKS, build_prompt, prompt_completion
+from molmix.prompts import TASKS, build_prompt, prompt_completion, template_parts
 
 log = logging.getLogger(__name__)
 
@@ -87,25 +87,26 @@ def load_causal_lm(path: str | Path, dtype: str = "float32"):
 
 
 def corpus_texts(pairs: pd.DataFrame) -> Iterable[str]:
-    """Every text the models will see: prompts of both directions and both targets."""
+    """Every text the models will see besides the prompt templates: the SMILES and captions."""
     for smiles, caption in zip(pairs["smiles"], pairs["caption"], strict=True):
-        for task in TASKS:
-            prompt, completion = prompt_completion(task, smiles, caption)
-            yield prompt + completion
+        yield smiles
+        yield caption
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> None:
     """A BPE tokenizer saved as a Hugging Face fast tokenizer with pad/bos/eos/unk.
 
     The pre-tokenizer splits after each whitespace character (``merged_with_previous``) and isolates
-    SMILES syntax (branches, ring-closure digits, bond symbols such as ``:``, brackets). The prompt
-    ends on the isolated ``:`` of "### Response:", so no token spans the end of the prompt and the
-    start of the completion: the tokenised prompt is always a prefix of the tokenised prompt +
-    completion, which completion-only loss needs. Isolating SMILES syntax also makes BPE merge only
-    runs of atoms: with whole SMILES chunks as tokens a tiny model produced valid SMILES for under a
-    third of test captions.
+    SMILES syntax (branches, ring-closure digits, bond symbols such as ``:``, brackets): BPE then merges
+    only runs of atoms (with whole SMILES chunks as tokens a tiny model produced valid SMILES for under
+    a third of test captions). Each fixed part of the two prompt templates (before and after the
+    source) is one added token: they were ~105 of a prompt's ~135 tokens, carrying nothing but the
+    task, so sequences are 2.4x shorter and the tiny models train about twice as fast on the same text
+    (``decode(encode(prompt)) == prompt``). Added tokens are split off before pre-tokenisation, so no
+    token spans the end of the prompt and the start of the completion: the tokenised prompt is always
+    a prefix of the tokenised prompt + completion, which completion-only loss needs.
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
@@ -124,6 +125,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) 
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
+    fast.add_tokens([AddedToken(part, normalized=False) for task in TASKS for part in template_parts(task)])
     with atomic_directory(out_dir) as tmp:
         fast.save_pretrained(tmp)
     log.info("tokenizer: %d tokens -> %s", len(fast), out_dir)

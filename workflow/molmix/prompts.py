@@ -39,13 +39,17 @@ def check_task(task: str) -> str:
     return task
 
 
+def template_parts(task: str) -> tuple[str, str]:
+    """The fixed text of ``task``'s prompt before and after the source."""
+    before, after = INPUTS[check_task(task)].split("{source}")
+    head = f"{PREAMBLE}\n\n### Instruction:\n{INSTRUCTIONS[task]}\n\n### Input:\n{before}"
+    return head, f"{after}\n\n\n{RESPONSE_MARKER}"
+
+
 def build_prompt(task: str, source: str) -> str:
     """The full instruction prompt for ``source`` (a SMILES for mol2cap, a caption for cap2mol)."""
-    check_task(task)
-    return (
-        f"{PREAMBLE}\n\n### Instruction:\n{INSTRUCTIONS[task]}\n\n"
-        f"### Input:\n{INPUTS[task].format(source=source)}\n\n\n{RESPONSE_MARKER}"
-    )
+    head, tail = template_parts(task)
+    return head + source + tail
 
 
 def source_and_target(task: str, smiles: str, caption: str) -> tuple[str, str]:
