@@ -12,8 +12,10 @@ code runs on it with configs/paper.yaml's settings: `align.train_alignment` (4-b
 LoRA r=64 on all linear layers, the TRL trainer, the adapter merged into the bf16 base and saved),
 cut to `--steps` optimizer steps of `--examples-per-step` examples (`--batch-size` per forward pass;
 the paper's is 1), and `generate.generate_texts` on one batch at the paper's decoding settings and one
-larger batch. Per phase it records wall time, peak GPU
-memory and throughput, into OUT.json after each phase (a run cut short keeps what it measured).
+larger batch. Per phase it records wall time, peak GPU memory and throughput, into OUT.json after
+each phase (a run cut short keeps what it measured). The demo tokenizer writes each prompt template's
+fixed text as one token, so its prompts (≈ 35 tokens) are shorter than at paper scale, where Llama's
+tokenizer needs roughly 100 tokens for the template alone.
 `--shape tiny` runs the same code on a small model on CPU, with 4-bit forced (bitsandbytes' CPU
 kernels), to try the script before spending GPU time.
 """
