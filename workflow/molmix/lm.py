@@ -101,7 +101,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) 
     only runs of atoms (with whole SMILES chunks as tokens a tiny model produced valid SMILES for under
     a third of test captions). Each fixed part of the two prompt templates (before and after the
     source) is one added token: they were ~105 of a prompt's ~135 tokens, carrying nothing but the
-    task, so sequences are 2.4x shorter and the tiny models train about twice as fast on the same text
+    task, so sequences are 2.5x shorter and the tiny models train about twice as fast on the same text
     (``decode(encode(prompt)) == prompt``). Added tokens are split off before pre-tokenisation, so no
     token spans the end of the prompt and the start of the completion: the tokenised prompt is always
     a prefix of the tokenised prompt + completion, which completion-only loss needs.
