@@ -257,10 +257,9 @@ def main() -> None:
         recorder.phase("load_merged_model", time.perf_counter() - start)
         prompts = negatives["prompt"].tolist()
         for batch in args.batches:
-            settings = {**decoding, "batch_size": batch}
             start = time.perf_counter()
             responses, truncated, stats = generate.generate_texts(
-                model, tokenizer, seq2seq, (prompts * batch)[:batch], settings
+                model, tokenizer, seq2seq, (prompts * batch)[:batch], {**decoding, "batch_size": batch}
             )
             recorder.phase(
                 f"generate_batch_{batch}",
