@@ -119,19 +119,19 @@ def test_chemnet_activations_equal_fcd_torch():
     np.testing.assert_allclose(fcd.chemnet_activations(smiles), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_chemnet_beside_rdkit_takes_every_thread_back_when_rdkit_is_done():
+def test_chemnet_beside_rdkit_takes_every_thread_and_the_switch_interval_back_when_rdkit_is_done():
     import torch
 
-    threads = torch.get_num_threads()
+    threads, interval = torch.get_num_threads(), sys.getswitchinterval()
     torch.set_num_threads(2)
     try:
         sharing = fcd.CoreSharing()
-        assert sharing.chemnet_threads() == 1
+        assert sharing.chemnet_threads() == 1 and sys.getswitchinterval() < interval
         smiles = ["CCO", "c1ccccc1Cl", "CC(=O)O"]
         alone = fcd.chemnet_activations(smiles, batch_size=2)
         shared = fcd.chemnet_activations(smiles, batch_size=2, sharing=sharing)
         sharing.done()
-        assert sharing.chemnet_threads() == 2
+        assert sharing.chemnet_threads() == 2 and sys.getswitchinterval() == interval
         np.testing.assert_allclose(shared, alone, rtol=1e-6, atol=1e-7)
     finally:
         torch.set_num_threads(threads)

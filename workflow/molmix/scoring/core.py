@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Mapping
@@ -155,7 +156,7 @@ class Scorer:
             if c is not None and c not in known:
                 new.setdefault(c, mol)
         sharing = fcd_module.CoreSharing() if self.settings.fcd else None  # no torch without FCD
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with ThreadPoolExecutor(max_workers=1) as pool, sharing or contextlib.nullcontext():
             activations = pool.submit(self._fcd, canonical, list(new), stats, sharing) if sharing else None
             new_inchi = dict(zip(new, molecules.inchis(list(new.values())), strict=True))
             new_fps = molecules.fingerprints(list(new.values()), self.settings.morgan_radius)

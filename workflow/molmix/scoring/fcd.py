@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,16 +51,33 @@ def _chemnet():
 class CoreSharing:
     """ChemNet in a second thread beside RDKit work in the main thread (torch releases the GIL,
     RDKit does not): ChemNet runs on one torch thread fewer until the main thread's RDKit work is
-    ``done()``, then on all of them from its next batch on, so no core idles while it finishes."""
+    ``done()``, then on all of them from its next batch on, so no core idles while it finishes.
+
+    Until then the interpreter's switch interval is shortened: every module call of ChemNet's
+    forward pass needs the GIL back from the RDKit thread, and at Python's default 5 ms a batch
+    waited longer for it than it computed (ChemNet beside RDKit 6.5 ms a molecule, alone 2.9;
+    with 0.2 ms, 3.4)."""
+
+    SWITCH_INTERVAL = 2e-4
 
     def __init__(self):
         import torch
 
         self.threads = torch.get_num_threads()
         self._main_done = threading.Event()
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(self.SWITCH_INTERVAL)
+
+    def __enter__(self) -> CoreSharing:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done()
 
     def done(self) -> None:
-        self._main_done.set()
+        if not self._main_done.is_set():
+            sys.setswitchinterval(self._switch_interval)
+            self._main_done.set()
 
     def chemnet_threads(self) -> int:
         return self.threads if self._main_done.is_set() else max(1, self.threads - 1)

@@ -9,6 +9,7 @@ the ``reference_statistics`` rule, the ``molmix score`` command keeps them in a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -89,7 +90,7 @@ def compute_statistics(
     stats.canonical = molecules.canonical_smiles(mols)
     valid = [c for c in stats.canonical if c is not None]
     sharing = fcd_module.CoreSharing() if fcd else None  # no torch without FCD
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool, sharing or contextlib.nullcontext():
         activations = pool.submit(fcd_module.chemnet_activations, valid, sharing=sharing) if sharing else None
         stats.inchi = molecules.inchis(mols)
         stats.fingerprints = molecules.fingerprints(mols, morgan_radius)
