@@ -82,15 +82,17 @@ def _finite(value: float) -> float | None:
 
 
 class Scorer:
-    """Scores predictions of one task; loads the tokenizer (Mol2Cap) once for many systems."""
+    """Scores predictions of one task; loads the tokenizer (Mol2Cap) once for many systems.
+    ``meteor=False``: a scorer for reference statistics only, without the METEOR process."""
 
-    def __init__(self, task: str, settings: ScoreSettings):
+    def __init__(self, task: str, settings: ScoreSettings, meteor: bool = True):
         self.task = check_task(task)
         self.settings = settings
         self.tokenizer: TextTokenizer | None = None
         self.fallback_reason: str | None = None
+        # forked before the tokenizer loads
+        self.meteor = text.MeteorWorker() if task == "mol2cap" and meteor else None
         if task == "mol2cap":
-            text.require_wordnet()
             self.tokenizer, self.fallback_reason = resolve_text_tokenizer(
                 settings.text_tokenizer, settings.fallback_tokenizer, settings.max_text_tokens
             )
@@ -133,7 +135,7 @@ class Scorer:
         per_item.insert(2, "model", items["model"].astype(str).to_numpy() if "model" in items else "")
         if self.task == "mol2cap":
             scores, corpus = text.caption_item_scores(
-                self.tokenizer, stats.tokens, stats.rouge_tokens, predictions
+                self.tokenizer, stats.tokens, stats.rouge_tokens, predictions, self.meteor
             )
             for name, values in scores.items():
                 per_item[name] = values
@@ -277,7 +279,7 @@ def test_references(test_path: str | Path, task: str) -> pd.DataFrame:
 def reference_statistics_step(test_path: str, task: str, cfg: Mapping[str, Any], out_path: str) -> None:
     """The ``reference_statistics`` rule: statistics of the test set's references for ``task``."""
     refs = test_references(test_path, task)
-    scorer = Scorer(task, ScoreSettings.from_config(cfg))
+    scorer = Scorer(task, ScoreSettings.from_config(cfg), meteor=False)
     stats = scorer.compute_reference_statistics(refs["id"].astype(str), refs["reference"])
     save_statistics(stats, out_path)
     log.info("reference statistics of %d %s references -> %s", stats.n, task, out_path)
