@@ -125,13 +125,12 @@ def test_chemnet_beside_rdkit_takes_every_thread_and_the_switch_interval_back_wh
     threads, interval = torch.get_num_threads(), sys.getswitchinterval()
     torch.set_num_threads(2)
     try:
-        sharing = fcd.CoreSharing()
-        assert sharing.chemnet_threads() == 1 and sys.getswitchinterval() < interval
         smiles = ["CCO", "c1ccccc1Cl", "CC(=O)O"]
         alone = fcd.chemnet_activations(smiles, batch_size=2)
-        shared = fcd.chemnet_activations(smiles, batch_size=2, sharing=sharing)
-        sharing.done()
-        assert sharing.chemnet_threads() == 2 and sys.getswitchinterval() == interval
+        with fcd.CoreSharing(fcd.chemnet_activations, smiles, 2) as sharing:
+            assert sharing.chemnet_threads() == 1 and sys.getswitchinterval() < interval
+            shared = sharing.result()
+            assert sharing.chemnet_threads() == 2 and sys.getswitchinterval() == interval
         np.testing.assert_allclose(shared, alone, rtol=1e-6, atol=1e-7)
     finally:
         torch.set_num_threads(threads)

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import math
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -157,9 +156,12 @@ class Scorer:
         for c, mol in zip(canonical, mols, strict=True):
             if c is not None and c not in known:
                 new.setdefault(c, mol)
-        sharing = fcd_module.CoreSharing() if self.settings.fcd else None  # no torch without FCD
-        with ThreadPoolExecutor(max_workers=1) as pool, sharing or contextlib.nullcontext():
-            activations = pool.submit(self._fcd, canonical, list(new), stats, sharing) if sharing else None
+        chemnet = (  # no torch without FCD
+            fcd_module.CoreSharing(self._fcd, canonical, list(new), stats)
+            if self.settings.fcd
+            else contextlib.nullcontext()
+        )
+        with chemnet as sharing:
             new_inchi = dict(zip(new, molecules.inchis(list(new.values())), strict=True))
             new_fps = molecules.fingerprints(list(new.values()), self.settings.morgan_radius)
             new_fps = {name: dict(zip(new, fps, strict=True)) for name, fps in new_fps.items()}
@@ -189,9 +191,7 @@ class Scorer:
                         similarity, valid, convention
                     )
                 corpus[f"{name}_fts"] = corpus[f"{name}_fts_{self.settings.invalid_smiles}"]
-            if sharing is not None:
-                sharing.done()
-            corpus["fcd"] = activations.result() if activations is not None else float("nan")
+            corpus["fcd"] = sharing.result() if sharing is not None else float("nan")
         return corpus
 
     def _fcd(

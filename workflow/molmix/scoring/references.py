@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -89,14 +88,13 @@ def compute_statistics(
         )
     stats.canonical = molecules.canonical_smiles(mols)
     valid = [c for c in stats.canonical if c is not None]
-    sharing = fcd_module.CoreSharing() if fcd else None  # no torch without FCD
-    with ThreadPoolExecutor(max_workers=1) as pool, sharing or contextlib.nullcontext():
-        activations = pool.submit(fcd_module.chemnet_activations, valid, sharing=sharing) if sharing else None
+    chemnet = (  # no torch without FCD
+        fcd_module.CoreSharing(fcd_module.chemnet_activations, valid) if fcd else contextlib.nullcontext()
+    )
+    with chemnet as sharing:
         stats.inchi = molecules.inchis(mols)
         stats.fingerprints = molecules.fingerprints(mols, morgan_radius)
-        if sharing is not None:
-            sharing.done()
-        stats.activations = activations.result() if activations is not None else None
+        stats.activations = sharing.result() if sharing is not None else None
     return stats
 
 
