@@ -7,16 +7,22 @@ CORES ?= 2
 
 .PHONY: venv demo test test-fast test-e2e lint report
 
-$(BIN)/molmix: requirements.lock pyproject.toml tools/install_wordnet.sh
+SETUP := $(VENV)/.setup-complete
+MKL_DISPATCH := $(VENV)/lib/libmolmix_mkl_intel_dispatch.so
+
+# The stamp is written last: a step that failed (pip, apt, WordNet, the compiler) runs again next time.
+$(SETUP): requirements.lock pyproject.toml tools/apt_install.sh tools/install_wordnet.sh tools/mkl_intel_dispatch.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	tools/install_wordnet.sh $(VENV)
+	command -v cc >/dev/null || tools/apt_install.sh gcc
+	cc -shared -fPIC -nostdlib -O2 -o $(MKL_DISPATCH) tools/mkl_intel_dispatch.c
 	touch $@
 
-venv: $(BIN)/molmix
+venv: $(SETUP)
 
 demo: venv
 	$(BIN)/snakemake --workflow-profile profiles/cpu --cores $(CORES)
@@ -29,6 +35,7 @@ lint: venv
 	$(BIN)/snakemake --lint --cores 1
 
 test: lint
+	tools/apt_install.sh qemu-user  # tests/test_environment.py emulates other CPU kinds
 	$(BIN)/pytest -q
 
 test-fast: venv

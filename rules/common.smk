@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 
 # The Snakefile process imports molmix from the checkout; scripts find it through the
@@ -7,6 +8,10 @@ sys.path.insert(0, f"{workflow.basedir}/workflow")
 from molmix.config import validate_config
 from molmix.lm import local_model_name
 from molmix.merge import merge_specs
+from molmix.runtime import portable_cpu_environment
+
+# Jobs inherit this environment: the same CPU float results on every x86-64 machine with AVX2.
+os.environ.update(portable_cpu_environment())
 
 # JSON Schema validation with defaults filled in (workflow/schemas/config.schema.yaml), reporting
 # each bad key by its dotted path rather than Snakemake's dump of the whole schema.
@@ -25,12 +30,17 @@ ALIGNED = [
 BASELINES = config["baselines"]
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly these names ('.' in a name is no regex wildcard)."""
+    return "|".join(map(re.escape, sorted(names))) or "NONE"
+
+
 wildcard_constraints:
-    dataset=DATASET,
-    split="|".join(SPLITS),
-    task="|".join(TASKS),
-    merge="|".join(MERGES) or "NONE",
-    init="|".join(sorted({init for init, _ in ALIGNED})) or "NONE",
+    dataset=one_of([DATASET]),
+    split=one_of(SPLITS),
+    task=one_of(TASKS),
+    merge=one_of(MERGES),
+    init=one_of({init for init, _ in ALIGNED}),
     method="sft|dpo|cpo|kto",
 
 

@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from molmix.runtime import pin_cpu_kernels
+
 REPO = Path(__file__).resolve().parents[1]
+pin_cpu_kernels()  # before any test imports torch: the same float results as the pipeline's steps
 
 
 def run_snakemake(

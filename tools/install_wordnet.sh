@@ -10,13 +10,10 @@ target="$venv/nltk_data/corpora/wordnet"
 [ -f "$target/lexnames" ] && [ -f "$target/data.noun" ] && exit 0
 source=/usr/share/wordnet
 if [ ! -f "$source/data.noun" ] || [ ! -f "$source/index.sense" ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "WordNet is missing: run 'sudo apt-get install wordnet-base wordnet-sense-index' (or, with internet," \
-             "python -m nltk.downloader wordnet) and re-run this script" >&2
+    "$(dirname "$0")/apt_install.sh" wordnet-base wordnet-sense-index || {
+        echo "WordNet is missing (or, with internet, python -m nltk.downloader wordnet); re-run this script" >&2
         exit 1
-    fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base wordnet-sense-index >/dev/null
+    }
 fi
 tmp="$target.tmp.$$"
 rm -rf "$tmp"

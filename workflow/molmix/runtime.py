@@ -6,8 +6,15 @@ import logging
 import os
 import random
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TOKENIZERS_PARALLELISM")
+# The float kernels every x86-64 CPU with AVX2 and FMA runs alike: torch's own vectorised kernels
+# (ATen), MKL's (conditional numerical reproducibility) and oneDNN's, each capped at AVX2.
+PORTABLE_CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# Built by `make` from tools/mkl_intel_dispatch.c: MKL honours MKL_CBWR only on CPUs it takes for Intel.
+MKL_INTEL_DISPATCH = Path(sys.prefix) / "lib" / "libmolmix_mkl_intel_dispatch.so"
 
 log = logging.getLogger("molmix")
 
@@ -42,6 +49,46 @@ def configure_threads(threads: int) -> None:
             pass
 
 
+def portable_cpu_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Variables that give a new process the same CPU float results on every x86-64 CPU with AVX2 and FMA.
+
+    Left alone, torch, MKL and oneDNN each pick the widest instructions of the CPU (AVX-512 on one
+    machine, AVX2 on another) and MKL picks other kernels again on AMD; their sums round differently,
+    and tiny models trained for many steps amplify that into other demo numbers. Capping all three at
+    AVX2, and preloading :data:`MKL_INTEL_DISPATCH` so that MKL honours the cap on AMD too, gives
+    the same bytes (``tests/test_environment.py`` compares emulated Intel and AMD CPUs with this one).
+    A value already in ``environ`` is kept. Other CPUs (no AVX2/FMA, ARM) get nothing: not pinned.
+    """
+    if not _has_avx2_fma():
+        return {}
+    chosen = {name: environ.get(name, value) for name, value in PORTABLE_CPU_KERNELS.items()}
+    preload = environ.get("LD_PRELOAD", "")
+    if chosen["MKL_CBWR"] == "AVX2" and MKL_INTEL_DISPATCH.exists() and str(MKL_INTEL_DISPATCH) not in preload:
+        chosen["LD_PRELOAD"] = f"{preload} {MKL_INTEL_DISPATCH}".strip()
+    return chosen
+
+
+def pin_cpu_kernels() -> None:
+    """Cap this process's CPU kernels at AVX2 (before torch's first operation; see
+    :func:`portable_cpu_environment`). The MKL preload only reaches new processes: the Snakefile
+    puts the whole environment into its jobs'."""
+    for name, value in portable_cpu_environment().items():
+        if name != "LD_PRELOAD":
+            os.environ[name] = value
+
+
+def _has_avx2_fma() -> bool:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return "avx2" in flags and "fma" in flags
+    except OSError:
+        pass
+    return False
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (if installed) for deterministic CPU runs."""
     random.seed(seed)
@@ -74,6 +121,7 @@ def start_step(threads: int = 1, seed: int | None = None, offline: bool = True) 
     ``resources/``, so a compute node without internet fails fast instead of hanging on the Hub.
     """
     sys.stdout = sys.stderr
+    pin_cpu_kernels()
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     setup_logging()

@@ -137,9 +137,10 @@ def _clean(summary: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from molmix.runtime import configure_threads, setup_logging
+    from molmix.runtime import configure_threads, pin_cpu_kernels, setup_logging
 
     setup_logging()
+    pin_cpu_kernels()
     configure_threads(args.threads)
     from molmix.artifacts import write_json
     from molmix.nli.atomic import PairScorer, score_units, summarize

@@ -61,9 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from molmix.runtime import configure_threads, setup_logging
+    from molmix.runtime import configure_threads, pin_cpu_kernels, setup_logging
 
     setup_logging()
+    pin_cpu_kernels()
     configure_threads(args.threads)
     from molmix.artifacts import write_artifact, write_json
     from molmix.scoring.core import ScoreSettings, score_file
