@@ -122,3 +122,56 @@ def test_zero_in_a_mixing_ratio_fails_at_parse_time(tmp_path, write_config):
     config = write_config({"merge.ratio_sweep": {"method": "slerp", "ratios": [[0, 1]]}})
     result = run_snakemake(tmp_path, "-n", configfile=config, check=False)
     assert result.returncode != 0 and "ratios" in result.stdout + result.stderr
+
+
+HOSTILE_NAMES = [".", "..", ".hidden", "-rf", "_reference", "a/b", "x" * 101]
+
+
+def _set_dataset_name(config, name):
+    config["dataset"]["name"] = name
+
+
+def _add_merge(config, name):
+    config["merge"]["merges"][name] = {"method": "linear", "ratio": [1, 1]}
+
+
+def _add_baseline(config, name):
+    config["baselines"][name] = {"mol2cap": "pertask", "cap2mol": "pertask"}
+
+
+def _add_run(config, name):
+    config["align"]["runs"].append({"init": name, "methods": ["cpo"]})
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+@pytest.mark.parametrize(
+    "key, place",
+    [
+        ("dataset.name", _set_dataset_name),
+        ("merge.merges", _add_merge),
+        ("baselines", _add_baseline),
+        ("align.runs", _add_run),
+    ],
+)
+def test_a_name_that_is_not_a_plain_path_component_is_refused(tmp_path, key, place, name):
+    """Names become folders under results/: '..' once made merge_models delete every model folder."""
+    from molmix.config import ConfigError, load_config
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    place(config, name)
+    path = tmp_path / "hostile.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert key in str(error.value)
+
+
+def test_numbers_can_be_overridden_on_the_command_line(tmp_path):
+    """`--config` passes nested values as strings; the schema's types still apply to them."""
+    result = run_snakemake(tmp_path, "-n", "--config", "subsample={fraction: 0.2, stratify: false}")
+    assert result.returncode == 0
+    refused = run_snakemake(tmp_path, "-n", "--config", "subsample={fraction: lots}", check=False)
+    assert (
+        refused.returncode != 0
+        and "subsample.fraction: 'lots' is not of type 'number'" in refused.stdout + refused.stderr
+    )

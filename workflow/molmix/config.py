@@ -54,6 +54,7 @@ def validate_config(config: dict[str, Any]) -> None:
     matters because Snakemake's params trigger compares the printed params: without it, reordering
     keys in a config file, or writing out a default, would re-run every rule below that section.
     """
+    _coerce_strings(config)
     errors = sorted(_validator().iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top level>'}: {_explain(e)}" for e in errors]
@@ -62,6 +63,47 @@ def validate_config(config: dict[str, Any]) -> None:
     canonical = _sorted_keys(config)
     config.clear()
     config.update(canonical)
+
+
+_SCALAR_TYPES = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),)}
+
+
+def _coerce_strings(config: dict[str, Any]) -> None:
+    """Read as YAML each string given where the schema wants a number, integer, boolean or null.
+
+    ``snakemake --config 'subsample={fraction: 0.2}'`` passes nested values as strings (Snakemake
+    parses them with YAML's base loader); without this, ``0.2`` is refused as not a number.
+    """
+    for _ in range(100):  # one pass per nesting level is enough; the bound only guards a bug
+        changed = False
+        for error in list(_type_errors(_validator().iter_errors(config))):
+            wanted = (
+                error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+            )
+            if not isinstance(error.instance, str) or "string" in wanted:
+                continue
+            try:
+                value = yaml.safe_load(error.instance)
+            except yaml.YAMLError:
+                continue
+            if isinstance(value, bool) and "boolean" not in wanted:
+                continue
+            if any(isinstance(value, _SCALAR_TYPES.get(name, ())) for name in wanted):
+                *parents, leaf = error.absolute_path
+                target = config
+                for key in parents:
+                    target = target[key]
+                target[leaf] = value
+                changed = True
+        if not changed:
+            return
+
+
+def _type_errors(errors) -> Any:
+    for error in errors:
+        if error.validator == "type" and error.absolute_path:
+            yield error
+        yield from _type_errors(error.context or [])
 
 
 def _sorted_keys(value: Any) -> Any:
