@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -9,6 +12,7 @@ from molmix.artifacts import (
     read_artifact,
     read_metadata,
     write_artifact,
+    write_json,
 )
 
 
@@ -79,3 +83,20 @@ def test_atomic_directory_leaves_nothing_on_failure(tmp_path):
     with atomic_directory(target) as tmp:
         (tmp / "weights.bin").write_text("complete")
     assert (target / "weights.bin").read_text() == "complete"
+
+
+@pytest.mark.parametrize("umask, file_mode, folder_mode", [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775)])
+def test_outputs_follow_the_users_umask(tmp_path, umask, file_mode, folder_mode):
+    """A group sharing a results folder must be able to read it (temporary files are created 0600)."""
+    previous = os.umask(umask)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        write_artifact(pairs(), tmp_path / "p.parquet", "pairs")
+        with atomic_directory(tmp_path / "model") as folder:
+            (folder / "config.json").write_text("{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "p.parquet").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == folder_mode
+    assert stat.S_IMODE((tmp_path / "model/config.json").stat().st_mode) == file_mode
