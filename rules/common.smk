@@ -358,5 +358,14 @@ def get_final_output():
     targets.append(f"results/figures/{DATASET}")
     if NLI["model"]["source"] == "train":
         targets.append(f"results/models/{DATASET}/nli.metrics.json")
+    # every NLI intermediate, so that a deleted one is rebuilt (Snakemake does not re-create a missing
+    # input of a job whose outputs are up to date)
+    targets.append(f"results/nli/{DATASET}/_reference/atoms.parquet")
+    targets += expand(
+        "results/nli/{dataset}/{model}/{file}",
+        dataset=DATASET,
+        model=nli_systems(),
+        file=["atoms.parquet", "atomic.json", "full.json", "sentence.json"],
+    )
     targets += [f"results/nli/{DATASET}/kl.csv", f"results/nli/{DATASET}/summary.md"]
     return targets

@@ -113,6 +113,18 @@ def test_one_merge_setting_reruns_only_that_merge(finished_run, tmp_path):
     assert set(jobs) <= EVALUATION_RULES
 
 
+def test_deleted_nli_intermediates_are_rebuilt(finished_run, tmp_path):
+    """Per-system NLI outputs and the reference atoms are targets too, not only the KL table."""
+    (finished_run / "results/nli/demo/_reference/atoms.parquet").rename(tmp_path / "atoms.parquet")
+    (finished_run / "results/nli/demo/pertask/full.parquet").rename(tmp_path / "full.parquet")
+    try:
+        jobs = jobs_to_run(finished_run, TINY)
+    finally:
+        (tmp_path / "atoms.parquet").rename(finished_run / "results/nli/demo/_reference/atoms.parquet")
+        (tmp_path / "full.parquet").rename(finished_run / "results/nli/demo/pertask/full.parquet")
+    assert jobs.get("decompose_references") == 1 and jobs.get("score_nli", 0) >= 1
+
+
 def copy_run(finished_run, workdir, *removed):
     """A copy of a finished run's results and resources in ``workdir``, without the ``removed`` paths
     (the copy has no .snakemake metadata, so only missing outputs make Snakemake run a job)."""
