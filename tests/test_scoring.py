@@ -508,3 +508,47 @@ def test_cap2mol_without_fcd_does_not_load_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout)["exact"] == 0.5
+
+
+@pytest.mark.parametrize("damage", ["reversed", "one_row_missing"])
+def test_a_damaged_statistics_file_is_never_trusted_by_its_key(tmp_path, damage):
+    """Reversed rows once gave BLEU-2 0.578 -> 0.167 with exit 0; a missing row an internal zip() error."""
+    from molmix.artifacts import read_metadata, write_artifact
+    from molmix.scoring.core import reference_statistics_step
+
+    test = write_test(tmp_path / "test.parquet")
+    generations = write_generations(tmp_path / "g.parquet", "mol2cap", CAPTIONS, CAPTIONS)
+    cfg = {"text_tokenizer": "bert-base-uncased", "invalid_smiles": "lpm24"}
+    statistics = tmp_path / "ref.parquet"
+    reference_statistics_step(str(test), "mol2cap", cfg, str(statistics))
+    frame = read_artifact(statistics, "reference_statistics")
+    damaged = frame.iloc[::-1] if damage == "reversed" else frame.iloc[:-1]
+    metadata = read_metadata(statistics)
+    extra = {name: metadata[name] for name in ("task", "key", "format")}
+    write_artifact(damaged.reset_index(drop=True), statistics, "reference_statistics", extra_metadata=extra)
+    out = tmp_path / "scores"
+    with pytest.raises(
+        ScoringInputError, match=r"ref.parquet: reference statistics do not match .*(row 0|rows)"
+    ):
+        score_step(
+            str(generations),
+            str(test),
+            str(statistics),
+            "mol2cap",
+            cfg,
+            str(out / "s.parquet"),
+            str(out / "s.json"),
+        )
+    # the CLI's cache folder: the damaged entry is recomputed, and the scores are those of the references
+    scorer = Scorer("mol2cap", ScoreSettings(text_tokenizer="bert-base-uncased"))
+    ids = [str(i) for i in range(3)]
+    key = scorer.key(ids, CAPTIONS)
+    write_artifact(
+        damaged.reset_index(drop=True),
+        tmp_path / f"mol2cap-{key}.parquet",
+        "reference_statistics",
+        extra_metadata=extra | {"key": key},
+    )
+    stats = scorer.reference_statistics(ids, CAPTIONS, cache_dir=tmp_path)
+    assert stats.ids == ids and stats.references == CAPTIONS
+    assert read_artifact(tmp_path / f"mol2cap-{key}.parquet", "reference_statistics")["id"].tolist() == ids

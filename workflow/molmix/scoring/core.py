@@ -21,6 +21,7 @@ from molmix.scoring.references import (
     cached_statistics,
     compute_statistics,
     load_statistics,
+    mismatch,
     save_statistics,
     statistics_key,
     statistics_settings,
@@ -124,6 +125,11 @@ class Scorer:
             raise ScoringInputError(
                 f"{source}: reference statistics do not belong to these references and settings "
                 f"(key {stats.key}, expected {key}); recompute them"
+            )
+        problem = mismatch(stats, items["id"], items["reference"])
+        if problem:
+            raise ScoringInputError(
+                f"{source}: reference statistics do not match the references ({problem}); recompute them"
             )
 
     def score(self, items: pd.DataFrame, stats: ReferenceStatistics) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -61,6 +61,27 @@ def statistics_key(task: str, ids, references, settings: dict) -> str:
     return digest.hexdigest()[:24]
 
 
+def mismatch(stats: ReferenceStatistics, ids, references) -> str | None:
+    """Why ``stats`` does not describe these references row by row, or None when it does.
+
+    A key names the reference set, but a stored file can still have lost, gained or reordered rows:
+    scored against it, per-item metrics would silently belong to other references.
+    """
+    ids, references = [str(i) for i in ids], [str(r) for r in references]
+    if len(stats.ids) != len(ids) or stats.n != len(references):
+        return f"{stats.n} rows, expected {len(references)}"
+    for row, (stored_id, wanted_id, stored, wanted) in enumerate(
+        zip(stats.ids, ids, stats.references, references, strict=True)
+    ):
+        if stored_id != wanted_id or str(stored) != wanted:
+            return f"row {row} is id {stored_id!r}, expected {wanted_id!r} with its reference"
+    if stats.activations is not None and len(stats.activations) != sum(
+        c is not None for c in stats.canonical
+    ):
+        return f"{len(stats.activations)} ChemNet rows for {sum(c is not None for c in stats.canonical)} valid references"
+    return None
+
+
 def statistics_settings(task: str, tokenizer: TextTokenizer | None, morgan_radius: int, fcd: bool) -> dict:
     """The settings a task's reference statistics depend on."""
     if task == "mol2cap":
@@ -162,9 +183,13 @@ def cached_statistics(cache_dir: str | Path | None, task: str, ids, references, 
     if path is not None and path.exists():
         try:
             stats = load_statistics(path)
-            if stats.key == key:
+            problem = mismatch(stats, ids, references) if stats.key == key else f"key {stats.key}"
+            if problem is None:
                 log.info("reference statistics from cache %s", path)
                 return stats
+            log.warning(
+                "recomputing cache entry %s: it does not describe these references (%s)", path, problem
+            )
         except Exception as err:  # a corrupt cache entry is recomputed, never trusted
             log.warning("ignoring unreadable cache entry %s: %s", path, err)
     stats = compute_statistics(task, ids, references, key, **compute_args)
