@@ -325,13 +325,13 @@ def test_any_unicode_prediction_scores(
 
 def test_hostile_outputs_score(caption_scorer, caption_stats, molecule_scorer, molecule_stats):
     hostile = ["", "   \t", "Молекула ☢ 分子 \U0001f9ea"]
-    long = ["C" * 10_000, "x" * 10_000, "[CLS] " + "acid " * 3000]
+    long = ["C" * 5_000, "x" * 10_000, "[CLS] " + "acid " * 3000]
     for predictions in (hostile, long):
         _, cap = caption_scorer.score(items(CAPTIONS, predictions), caption_stats)
         assert cap["meteor"] >= 0
         per_item, mol = molecule_scorer.score(items(SMILES, predictions), molecule_stats)
         assert mol["n"] == 3
-    assert per_item["valid"].tolist() == [True, False, False]  # 10k carbons is a valid alkane
+    assert per_item["valid"].tolist() == [True, False, False]  # 5,000 carbons (the bound) is a valid alkane
 
 
 # ---- files: readers, caching, bad input
@@ -552,3 +552,29 @@ def test_a_damaged_statistics_file_is_never_trusted_by_its_key(tmp_path, damage)
     stats = scorer.reference_statistics(ids, CAPTIONS, cache_dir=tmp_path)
     assert stats.ids == ids and stats.references == CAPTIONS
     assert read_artifact(tmp_path / f"mol2cap-{key}.parquet", "reference_statistics")["id"].tolist() == ids
+
+
+def test_overlong_smiles_are_invalid_and_nul_bytes_refused(tmp_path):
+    """A 20,000-character prediction once segfaulted RDKit (exit 139); a NUL byte was scored silently."""
+    from molmix.scoring.molecules import MAX_SMILES_CHARACTERS
+
+    long = tmp_path / "long.tsv"
+    long.write_text("description\tground truth\toutput\nx\tCCO\t" + "C" * 20000 + "\ny\tCCO\tCCO\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "molmix.cli", "score", str(long), "--no-cache", "--no-fcd"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert summary["validity"] == 0.5 and summary["n_overlong"] == 1 and MAX_SMILES_CHARACTERS < 20000
+    nul = tmp_path / "nul.tsv"
+    nul.write_text("description\tground truth\toutput\nx\tCCO\tCCO\ny\tCCO\tCC\x00O\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "molmix.cli", "score", str(nul), "--no-cache", "--no-fcd"],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        result.returncode != 0 and f"{nul}: row 1 (id '1') has a NUL byte in its prediction" in result.stderr
+    )

@@ -187,6 +187,7 @@ class Scorer:
                 "validity": float(valid.mean()),
                 "n_valid": int(valid.sum()),
                 "n_invalid_references": int(sum(c is None for c in stats.canonical)),
+                "n_overlong": sum(len(p) > molecules.MAX_SMILES_CHARACTERS for p in predictions),
             }
             for name in molecules.FINGERPRINTS:
                 fps = [lookup(c, stats.fingerprints[name], new_fps[name]) for c in canonical]

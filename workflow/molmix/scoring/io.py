@@ -99,9 +99,22 @@ def read_generations(path: str | Path, task: str | None = None) -> tuple[pd.Data
 
 def read_items(path: str | Path, task: str | None = None) -> tuple[pd.DataFrame, str]:
     """A generations Parquet (by suffix) or a MolT5-format TSV."""
-    if Path(path).suffix == ".parquet":
-        return read_generations(path, task)
-    return read_molt5_tsv(path, task)
+    items, task = (
+        read_generations(path, task) if Path(path).suffix == ".parquet" else read_molt5_tsv(path, task)
+    )
+    refuse_nul_bytes(items, ["reference", "prediction"], path)
+    return items, task
+
+
+def refuse_nul_bytes(frame: pd.DataFrame, columns: list[str], path) -> None:
+    """A NUL byte marks a damaged file: RDKit would silently parse the SMILES up to it."""
+    for column in columns:
+        bad = frame.index[frame[column].astype(str).str.contains("\x00", regex=False)]
+        if len(bad):
+            row = int(bad[0])
+            raise ScoringInputError(
+                f"{path}: row {row} (id {frame['id'][row]!r}) has a NUL byte in its {column}"
+            )
 
 
 def read_references(path: str | Path, task: str) -> pd.DataFrame:
@@ -118,7 +131,9 @@ def read_references(path: str | Path, task: str) -> pd.DataFrame:
         raise ScoringInputError(str(err)) from err
     if "reference" not in frame:
         frame["reference"] = frame["caption" if task == "mol2cap" else "smiles"]
-    return frame[["id", "reference"]].reset_index(drop=True)
+    frame = frame[["id", "reference"]].reset_index(drop=True)
+    refuse_nul_bytes(frame, ["reference"], path)
+    return frame
 
 
 def align_references(

@@ -20,6 +20,9 @@ import numpy as np
 from molmix.scoring.bleu import corpus_bleu
 
 FINGERPRINTS = ("maccs", "rdk", "morgan")
+# Longer strings are not parsed (so invalid): RDKit's recursive canonicalisation overflowed the stack
+# (a segfault) at 20,000 atoms and took minutes at 100,000 characters; ChEBI-20's longest is 1,135.
+MAX_SMILES_CHARACTERS = 5000
 CONVENTIONS = ("molt5", "lpm24")
 
 
@@ -30,13 +33,15 @@ def _quiet_rdkit() -> None:
 
 
 def parse_smiles(smiles: Sequence[str]) -> list:
-    """RDKit molecules, ``None`` where RDKit rejects the string or gives no atoms."""
+    """RDKit molecules, ``None`` where RDKit rejects the string, gives no atoms or the string is
+    longer than :data:`MAX_SMILES_CHARACTERS`."""
     from rdkit import Chem
 
     _quiet_rdkit()
     mols = []
     for text in smiles:
-        mol = Chem.MolFromSmiles(text) if text and text.strip() else None
+        parse = text and text.strip() and len(text) <= MAX_SMILES_CHARACTERS
+        mol = Chem.MolFromSmiles(text) if parse else None
         mols.append(mol if mol is not None and mol.GetNumAtoms() > 0 else None)
     return mols
 
