@@ -5,7 +5,7 @@ import sys
 # The Snakefile process imports molmix from the checkout; scripts find it through the
 # workflow/scripts/molmix link (Snakemake puts the script folder on their sys.path).
 sys.path.insert(0, f"{workflow.basedir}/workflow")
-from molmix.config import validate_config
+from molmix.config import evaluated_systems, validate_config
 from molmix.lm import local_model_name
 from molmix.merge import merge_specs
 from molmix.runtime import portable_cpu_environment
@@ -170,7 +170,7 @@ def aligned_name(init, method):
 
 def evaluated_models():
     """Names of every system generated and evaluated: baselines, then aligned models <init>+<method>."""
-    return list(BASELINES) + [aligned_name(init, method) for init, method in ALIGNED]
+    return evaluated_systems(config)
 
 
 def evaluated_model_path(model, task):
@@ -303,19 +303,8 @@ def nli_gpus():
 
 
 def nli_systems():
-    """Systems whose captions NLI evaluates; the compared ones must be among them."""
-    systems = evaluated_models()
-    for role in ("preferred", "dispreferred"):
-        if NLI["compare"][role] not in systems:
-            raise ValueError(
-                f"nli.compare.{role}: {NLI['compare'][role]!r} is not an evaluated system {systems}"
-            )
-    for system in NLI["compare"]["systems"]:
-        if system not in systems:
-            raise ValueError(
-                f"nli.compare.systems: {system!r} is not an evaluated system"
-            )
-    return systems
+    """Systems whose captions NLI evaluates (config.py checks that the compared ones are among them)."""
+    return evaluated_models()
 
 
 def nli_score_files(wildcards):

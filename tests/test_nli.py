@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -610,3 +611,24 @@ def test_nli_command_on_caption_files(two_label_orders, chat_model, tmp_path, ca
     short = write_lines(tmp_path / "short.txt", ["The molecule is a phenol."])
     assert main(["nli", "--references", references, "--predictions", short, *common]) == 2
     assert "short.txt has 1" in capsys.readouterr().err
+
+    # pairs longer than --max-length are truncated when scored: the output counts them
+    assert main([*args, "--max-length", "8"]) == 0
+    truncated = json.loads(capsys.readouterr().out)
+    assert (
+        truncated["n_truncated"] > 0 and truncated["full"]["n_truncated"] > 0 and summary["n_truncated"] == 0
+    )
+
+    # a folder that is no NLI model, and a path that does not exist: clear errors, no traceback
+    pairs = ["nli", "--references", references, "--predictions", predictions, "--no-cache"]
+    tokenizer_only = tmp_path / "tokenizer"
+    tokenizer_only.mkdir()
+    for file in chat_model.glob("tokenizer*"):
+        shutil.copy(file, tokenizer_only)
+    assert main([*pairs, "--nli-model", str(tokenizer_only)]) == 2
+    assert (
+        f"{tokenizer_only}: cannot be loaded as a sequence-classification NLI model"
+        in capsys.readouterr().err
+    )
+    assert main([*pairs, "--nli-model", str(tmp_path / "absent")]) == 2
+    assert f"{tmp_path / 'absent'}: no such model folder" in capsys.readouterr().err

@@ -578,3 +578,25 @@ def test_overlong_smiles_are_invalid_and_nul_bytes_refused(tmp_path):
     assert (
         result.returncode != 0 and f"{nul}: row 1 (id '1') has a NUL byte in its prediction" in result.stderr
     )
+
+
+def test_unreadable_inputs_are_clear_errors(tmp_path):
+    """A folder as FILE and a truncated Parquet as --references once ended in raw tracebacks."""
+    test = write_test(tmp_path / "test.parquet")
+    truncated = tmp_path / "truncated.parquet"
+    truncated.write_bytes(test.read_bytes()[:300])
+    tsv = tmp_path / "p.tsv"
+    tsv.write_text("description\tground truth\toutput\nx\tCCO\tCCO\n")
+    for args, message in [
+        ([str(tmp_path)], f"{tmp_path}: cannot be read as a MolT5-format TSV"),
+        ([str(tsv), "--references", str(truncated)], f"{truncated}: not a readable Parquet file"),
+        ([str(truncated)], f"{truncated}: not a readable Parquet file"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "molmix.cli", "score", *args, "--no-cache", "--no-fcd"],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, (
+            result.stderr
+        )

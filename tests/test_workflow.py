@@ -175,3 +175,26 @@ def test_numbers_can_be_overridden_on_the_command_line(tmp_path):
         refused.returncode != 0
         and "subsample.fraction: 'lots' is not of type 'number'" in refused.stdout + refused.stderr
     )
+
+
+@pytest.mark.parametrize(
+    "overrides, messages",
+    [
+        (
+            {"align.runs": []},
+            ["nli.compare.preferred: 'slerp+cpo' is not an evaluated system", "align.runs is empty"],
+        ),
+        (
+            {"nli.compare.systems": ["pertask", "nope"]},
+            ["nli.compare.systems.1: 'nope' is not an evaluated system"],
+        ),
+        ({"tables.table2.rows": [{"label": "X", "model": "nope"}]}, ["tables.table2.rows.0.model: 'nope'"]),
+    ],
+)
+def test_tables_and_nli_may_only_name_evaluated_systems(write_config, overrides, messages):
+    """Refused when validated, not by make_tables after every model has run."""
+    from molmix.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as error:
+        load_config(write_config(overrides))
+    assert all(message in str(error.value) for message in messages), error.value

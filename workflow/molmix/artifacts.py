@@ -265,6 +265,9 @@ def read_artifact(path: str | os.PathLike, kind: str) -> pd.DataFrame:
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The provenance record of an artifact (empty if it has none)."""
-    meta = pq.read_schema(path).metadata or {}
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ArtifactError(f"{path}: not a readable Parquet file ({err})") from err
     raw = meta.get(METADATA_KEY)
     return json.loads(raw) if raw else {}

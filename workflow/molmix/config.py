@@ -125,6 +125,7 @@ def check_config(config: Mapping[str, Any]) -> None:
     if source == "table" and not config["dataset"]["table"].get("path"):
         raise ConfigError("dataset.table.path: required when dataset.source is table")
     _check_model_references(config.get("models", {}))
+    _check_system_references(config)
     align = config.get("align", {})
     if any("kto" in run["methods"] for run in align.get("runs", [])):
         batch = align["methods"]["kto"]["batch_size"] or align["training"]["batch_size"]
@@ -133,6 +134,29 @@ def check_config(config: Mapping[str, Any]) -> None:
                 f"align.methods.kto.batch_size: KTO needs a per-device batch size of at least 2 (TRL estimates "
                 f"its KL term from mismatched pairs inside one batch) but align.training.batch_size is {batch}; "
                 "set align.methods.kto.batch_size (and gradient_accumulation_steps to keep the effective batch)"
+            )
+
+
+def evaluated_systems(config: Mapping[str, Any]) -> list[str]:
+    """Every system generated and evaluated: the baselines, then ``<init>+<method>`` of each alignment run."""
+    aligned = [f"{run['init']}+{method}" for run in config["align"]["runs"] for method in run["methods"]]
+    return list(config["baselines"]) + aligned
+
+
+def _check_system_references(config: Mapping[str, Any]) -> None:
+    """Tables and the NLI comparison may only name evaluated systems (else they fail after every model ran)."""
+    systems = evaluated_systems(config)
+    compare = config["nli"]["compare"]
+    references = [(f"nli.compare.{role}", compare[role]) for role in ("preferred", "dispreferred")]
+    references += [(f"nli.compare.systems.{i}", name) for i, name in enumerate(compare["systems"])]
+    for table, spec in config["tables"].items():
+        references += [(f"tables.{table}.rows.{i}.model", row["model"]) for i, row in enumerate(spec["rows"])]
+    for key, name in references:
+        if name not in systems:
+            aligned = systems[len(config["baselines"]) :] or "none (align.runs is empty)"
+            raise ConfigError(
+                f"{key}: {name!r} is not an evaluated system; baselines are {list(config['baselines'])}, "
+                f"aligned systems (<init>+<method> of align.runs) {aligned}"
             )
 
 

@@ -63,7 +63,11 @@ def portable_cpu_environment(environ: Mapping[str, str] = os.environ) -> dict[st
         return {}
     chosen = {name: environ.get(name, value) for name, value in PORTABLE_CPU_KERNELS.items()}
     preload = environ.get("LD_PRELOAD", "")
-    if chosen["MKL_CBWR"] == "AVX2" and MKL_INTEL_DISPATCH.exists() and str(MKL_INTEL_DISPATCH) not in preload:
+    if (
+        chosen["MKL_CBWR"] == "AVX2"
+        and MKL_INTEL_DISPATCH.exists()
+        and str(MKL_INTEL_DISPATCH) not in preload
+    ):
         chosen["LD_PRELOAD"] = f"{preload} {MKL_INTEL_DISPATCH}".strip()
     return chosen
 

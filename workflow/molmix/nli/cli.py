@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     from molmix.nli.baselines import baseline_units
     from molmix.nli.decompose import DecompositionError, decompose
     from molmix.nli.model import NLIModel, NLIModelError
-    from molmix.nli.steps import decomposition_store, nli_store
+    from molmix.nli.steps import decomposition_store, nli_store, truncated_pairs
 
     cache = None if args.no_cache else args.cache_dir
     cfg = {
@@ -176,14 +176,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     per_item = score_units(reference_atoms, prediction_atoms, scorer)
     summary = _clean(summarize(per_item))
+    summary["n_truncated"] = truncated_pairs(scorer, reference_atoms, prediction_atoms)
     if args.baselines:
         for method in ("full", "sentence"):
-            units = score_units(
-                baseline_units(method, pairs["reference"]),
-                baseline_units(method, pairs["prediction"]),
-                scorer,
-            )
+            references = baseline_units(method, pairs["reference"])
+            predictions = baseline_units(method, pairs["prediction"])
+            units = score_units(references, predictions, scorer)
             summary[method] = _clean(summarize(units))
+            summary[method]["n_truncated"] = truncated_pairs(scorer, references, predictions)
             per_item[[f"{method}_hallucination", f"{method}_coverage"]] = units[["hallucination", "coverage"]]
     if args.per_item:
         from molmix.artifacts import atomic_path

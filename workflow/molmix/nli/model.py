@@ -75,8 +75,15 @@ class NLIModel:
 
         self.name = str(name_or_path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(self.name)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.name).to(self.device).eval()
+        if self.name.startswith(("/", ".", "~")) and not Path(self.name).expanduser().is_dir():
+            raise NLIModelError(f"{self.name}: no such model folder")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.name)
+            self.model = AutoModelForSequenceClassification.from_pretrained(self.name).to(self.device).eval()
+        except (OSError, ValueError) as err:  # not a model folder, unknown id, no network
+            raise NLIModelError(
+                f"{self.name}: cannot be loaded as a sequence-classification NLI model ({err})"
+            ) from None
         self.indices = label_indices(self.model.config.id2label, self.name)
         self.order = [self.indices[label] for label in LABELS]
         self.max_length = min(

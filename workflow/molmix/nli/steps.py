@@ -159,13 +159,18 @@ def baseline_scores(
     per_item = score_units(references, predictions, scorer)
     extra = {"pairs_scored": scorer.pairs_scored - before}
     if method == "full":
-        extra["n_truncated"] = sum(
-            scorer.model.truncated(p, h)
-            for r, g in zip(references, predictions, strict=True)
-            for p in r
-            for h in g
-        )
+        extra["n_truncated"] = truncated_pairs(scorer, references, predictions)
     return per_item, extra
+
+
+def truncated_pairs(scorer: PairScorer, references: list[list[str]], predictions: list[list[str]]) -> int:
+    """How many (reference unit, prediction unit) pairs exceed the model's ``max_length`` (truncated when scored)."""
+    return sum(
+        scorer.model.truncated(p, h)
+        for r, g in zip(references, predictions, strict=True)
+        for p in r
+        for h in g
+    )
 
 
 def score_step(

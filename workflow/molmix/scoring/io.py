@@ -62,6 +62,8 @@ def read_molt5_tsv(path: str | Path, task: str | None = None) -> tuple[pd.DataFr
         raise ScoringInputError(f"{path}: not UTF-8 text ({err})") from err
     except FileNotFoundError:
         raise ScoringInputError(f"{path}: no such file") from None
+    except OSError as err:  # a folder, no permission
+        raise ScoringInputError(f"{path}: cannot be read as a MolT5-format TSV ({err.strerror})") from None
     if not rows:
         raise ScoringInputError(f"{path}: no rows to score")
     frame = pd.DataFrame(rows, columns=["id", "input", "reference", "prediction"])
