@@ -208,6 +208,7 @@ def test_identical_predictions_score_perfectly(
 def test_tokenizer_truncates_explicitly_and_drops_literal_special_tokens():
     tokenizer = load_text_tokenizer("bert-base-uncased", max_tokens=512)
     assert tokenizer.vocab_size == 30522
+    assert tokenizer.source.endswith("molmix/scoring/data/bert-base-uncased")  # shipped, no model weights
     long, special = tokenizer.tokenize(["carbon " * 700, "an [CLS] acid [SEP] [PAD]"])
     assert len(long) == 512
     assert special == ["an", "acid"]

