@@ -98,3 +98,15 @@ def test_demo_numerics_are_the_same_bytes_on_other_intel_and_amd_cpus():
             EMULATED_CPUS, here.result()
         )
         assert amd_without_preload.result() != here.result()
+
+
+def test_setup_is_redone_until_its_last_step_succeeded(tmp_path):
+    """`pip install -e` creates bin/molmix before WordNet is installed: it must not count as 'set up'."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/molmix").touch()
+    planned = subprocess.run(["make", "-n", f"VENV={venv}", "venv"], cwd=REPO, capture_output=True, text=True)
+    assert "tools/install_wordnet.sh" in planned.stdout and "mkl_intel_dispatch.c" in planned.stdout
+    (venv / ".setup-complete").touch()
+    done = subprocess.run(["make", "-n", f"VENV={venv}", "venv"], cwd=REPO, capture_output=True, text=True)
+    assert "install_wordnet" not in done.stdout, done.stdout
