@@ -272,7 +272,9 @@ NLI_CACHE = "results/nli/cache"
 
 
 def nli_hub_models():
-    """Hub ids of the NLI model (source hub) and of the llm decomposer."""
+    """Hub ids of the NLI model (source hub) and of the llm decomposer (none without NLI)."""
+    if not NLI["enabled"]:
+        return []
     ids = [NLI["model"]["id"]] if NLI["model"]["source"] == "hub" else []
     if NLI["decomposer"]["backend"] == "llm":
         ids.append(NLI["decomposer"]["model"])
@@ -345,6 +347,14 @@ def get_final_output():
     if ALIGNED:
         targets.append(f"results/tables/{DATASET}/alignment.md")
     targets.append(f"results/figures/{DATASET}")
+    if NLI["enabled"]:
+        targets += nli_targets()
+    return targets
+
+
+def nli_targets():
+    """The NLI stage's outputs (nli.enabled)."""
+    targets = []
     if NLI["model"]["source"] == "train":
         targets.append(f"results/models/{DATASET}/nli.metrics.json")
     # every NLI intermediate, so that a deleted one is rebuilt (Snakemake does not re-create a missing

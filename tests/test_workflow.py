@@ -1,6 +1,7 @@
 """The DAG: schema validation at parse time, dry runs of the shipped configs, the data stage."""
 
 import re
+import shutil
 
 import pytest
 import yaml
@@ -57,6 +58,7 @@ def test_chebi20_fixture_goes_through_the_data_stage(tmp_path, write_config):
             "dataset.source": "chebi20",
             "dataset.chebi20": {"train": path, "validation": path, "test": path},
             "subsample.test_size": 5,
+            "nli.enabled": False,
         }
     )
     target = "results/data/chebi20/train.parquet"
@@ -65,6 +67,39 @@ def test_chebi20_fixture_goes_through_the_data_stage(tmp_path, write_config):
     assert len(train) == 330
     manifest = (tmp_path / "resources/datasets/chebi20/raw/manifest.json").read_text()
     assert '"sha256"' in manifest
+
+
+def test_shipped_chebi20_config_plans_every_stage(tmp_path):
+    """configs/chebi20.yaml (on the embedded default) plans the whole DAG, NLI with a Hub model included."""
+    shutil.copy(REPO / "config.yaml", tmp_path)  # the Snakefile's configfile, under --directory
+    result = run_snakemake(tmp_path, "-n", "--quiet", "rules", configfile=REPO / "configs/chebi20.yaml")
+    for rule in ("download_dataset", "train_alignment", "make_tables", "score_nli", "compare_nli_methods"):
+        assert rule in result.stdout
+    assert "train_nli_model" not in result.stdout
+
+
+def test_the_demo_nli_model_is_refused_for_other_data(write_config):
+    """It knows only the demo's facts: once planned for ChEBI-20, it failed after every model had run."""
+    from molmix.config import ConfigError, load_config
+
+    chebi20 = {"train": "t.txt", "validation": "v.txt", "test": "t.txt"}
+    with pytest.raises(
+        ConfigError, match="nli.model.source: 'train'.*dataset.source 'chebi20'.*nli.enabled: false"
+    ):
+        load_config(write_config({"dataset.source": "chebi20", "dataset.chebi20": chebi20}))
+    load_config(write_config({"dataset.source": "chebi20", "dataset.chebi20": chebi20, "nli.enabled": False}))
+
+
+def test_without_nli_scores_tables_and_figures_are_still_planned(tmp_path, write_config):
+    config = write_config({"nli.enabled": False, "nli.compare.preferred": "not-checked-without-nli"})
+    result = run_snakemake(tmp_path, "-n", "--quiet", "rules", configfile=config)
+    assert (
+        "make_tables" in result.stdout
+        and "make_figures" in result.stdout
+        and "score_responses" in result.stdout
+    )
+    for rule in ("train_nli_model", "decompose_captions", "score_nli", "compare_nli_methods"):
+        assert rule not in result.stdout
 
 
 def test_lint_is_clean():

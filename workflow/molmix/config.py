@@ -126,6 +126,13 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise ConfigError("dataset.table.path: required when dataset.source is table")
     _check_model_references(config.get("models", {}))
     _check_system_references(config)
+    nli = config["nli"]
+    if nli["enabled"] and nli["model"]["source"] == "train" and source != "demo":
+        raise ConfigError(
+            f"nli.model.source: 'train' builds an NLI model from the demo dataset's facts, which "
+            f"dataset.source {source!r} does not have; set nli.model.source: hub (with nli.model.id, e.g. the "
+            "paper's DeBERTa-v3-large) or nli.enabled: false (scores and tables only)"
+        )
     align = config.get("align", {})
     if any("kto" in run["methods"] for run in align.get("runs", [])):
         batch = align["methods"]["kto"]["batch_size"] or align["training"]["batch_size"]
@@ -147,8 +154,10 @@ def _check_system_references(config: Mapping[str, Any]) -> None:
     """Tables and the NLI comparison may only name evaluated systems (else they fail after every model ran)."""
     systems = evaluated_systems(config)
     compare = config["nli"]["compare"]
-    references = [(f"nli.compare.{role}", compare[role]) for role in ("preferred", "dispreferred")]
-    references += [(f"nli.compare.systems.{i}", name) for i, name in enumerate(compare["systems"])]
+    references = []
+    if config["nli"]["enabled"]:
+        references += [(f"nli.compare.{role}", compare[role]) for role in ("preferred", "dispreferred")]
+        references += [(f"nli.compare.systems.{i}", name) for i, name in enumerate(compare["systems"])]
     for table, spec in config["tables"].items():
         references += [(f"tables.{table}.rows.{i}.model", row["model"]) for i, row in enumerate(spec["rows"])]
     for key, name in references:
