@@ -1,6 +1,7 @@
 """End to end on a tiny variant of the embedded default: the whole DAG runs, re-runs nothing when
 nothing changed, re-runs exactly one branch when one setting changes, and survives a SIGKILL."""
 
+import json
 import os
 import re
 import shutil
@@ -221,3 +222,30 @@ def test_readme_excerpt_is_regenerated_from_a_finished_run(finished_run, tmp_pat
     assert table in block and "| untrained | " in block
     figure = (finished_run / "results/figures/demo/training_loss.png").read_bytes()
     assert (tmp_path / "docs/training_loss.png").read_bytes() == figure
+
+
+def without_timings(path):
+    """A file's content, less the wall-clock measurements (seconds, tokens per second) of JSON files."""
+
+    def drop(value):
+        if isinstance(value, dict):
+            return {k: drop(v) for k, v in value.items() if "second" not in k}
+        return [drop(v) for v in value] if isinstance(value, list) else value
+
+    return drop(json.loads(path.read_text())) if path.suffix == ".json" else path.read_bytes()
+
+
+def test_a_second_run_from_clean_gives_the_same_bytes(finished_run, tmp_path):
+    """Every table, score and NLI summary of two runs from clean are identical, timings aside (the demo NLI
+    model's tokenizer once differed between runs, and with it every NLI number)."""
+    second = tmp_path / "second"
+    second.mkdir()
+    run_snakemake(second, "--cores", "2", configfile=TINY, profile=str(REPO / "profiles/cpu"))
+    results = finished_run / "results"
+    patterns = ["tables/**/*", "scores/**/*.json", "nli/*/*.csv", "nli/*/*/*.json", "models/demo/*.json"]
+    files = sorted(
+        {p.relative_to(finished_run) for pattern in patterns for p in results.glob(pattern) if p.is_file()}
+    )
+    assert len(files) > 50
+    differing = [str(f) for f in files if without_timings(finished_run / f) != without_timings(second / f)]
+    assert not differing, differing
