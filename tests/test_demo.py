@@ -71,7 +71,8 @@ def test_demo_cap2mol_model_writes_mostly_valid_smiles(demo_run):
 
 
 def test_demo_negatives_are_plausible_but_wrong(demo_run):
-    """The T5 negatives mostly stop like real outputs, and most rejected SMILES are molecules."""
+    """The T5 negatives mostly stop like real outputs, and a good share of rejected SMILES are molecules
+    (0.32-0.56 over seeds 1, 2, 3, 42: config.yaml's models.negative comment)."""
     negatives = demo_run / "results/negatives/demo"
     pairs = {}
     for task in ("mol2cap", "cap2mol"):
@@ -80,7 +81,7 @@ def test_demo_negatives_are_plausible_but_wrong(demo_run):
         pairs[task] = read_artifact(negatives / f"{task}.parquet", "negatives")
         assert len(pairs[task]) == counts["pairs"] > 0
         assert (pairs[task]["rejected"] != pairs[task]["chosen"]).all()
-    assert smiles_validity(pairs["cap2mol"]["rejected"].tolist()) >= 0.4
+    assert smiles_validity(pairs["cap2mol"]["rejected"].tolist()) >= 0.25
 
 
 def test_paper_scale_bench_runs_the_4bit_alignment_and_generation_on_the_demo(demo_run, tmp_path):
@@ -97,3 +98,13 @@ def test_paper_scale_bench_runs_the_4bit_alignment_and_generation_on_the_demo(de
     assert training["quantized"] and len(training["losses"]) == 3 and training["examples"] == 6
     assert len(training["later_step_seconds"]) == 2
     assert 0 < phases["generate_batch_2"]["new_tokens"] <= 16
+
+
+def test_readme_excerpt_is_what_this_run_produced(demo_run):
+    """The README shows what a new user's `make demo` gives on any x86-64 machine, not one lucky run."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from update_readme_results import END, START, excerpt
+
+    readme = (REPO / "README.md").read_text()
+    shown = readme[readme.index(START) + len(START) : readme.index(END)].strip()
+    assert shown == excerpt(demo_run).strip(), "regenerate it: tools/update_readme_results.py RUN_DIR"
