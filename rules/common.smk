@@ -5,7 +5,7 @@ import sys
 # The Snakefile process imports molmix from the checkout; scripts find it through the
 # workflow/scripts/molmix link (Snakemake puts the script folder on their sys.path).
 sys.path.insert(0, f"{workflow.basedir}/workflow")
-from molmix.config import evaluated_systems, validate_config
+from molmix.config import aligned_name, evaluated_systems, validate_config
 from molmix.lm import local_model_name
 from molmix.merge import merge_specs
 from molmix.runtime import portable_cpu_environment
@@ -164,10 +164,6 @@ def alignment_params(wildcards):
     }
 
 
-def aligned_name(init, method):
-    return f"{init}+{method}"
-
-
 def evaluated_models():
     """Names of every system generated and evaluated: baselines, then aligned models <init>+<method>."""
     return evaluated_systems(config)
@@ -261,7 +257,7 @@ def figure_inputs(wildcards):
         for task in TASKS:
             inputs[f"score__{model}__{task}"] = score_summary(model, task)
     for init, method in ALIGNED:
-        inputs[f"history__{init}+{method}"] = (
+        inputs[f"history__{aligned_name(init, method)}"] = (
             f"results/aligned/{DATASET}/{init}/{method}/history.parquet"
         )
     return inputs

@@ -144,9 +144,16 @@ def check_config(config: Mapping[str, Any]) -> None:
             )
 
 
+def aligned_name(init: str, method: str) -> str:
+    """The evaluated system an alignment run makes: ``<init>+<method>``."""
+    return f"{init}+{method}"
+
+
 def evaluated_systems(config: Mapping[str, Any]) -> list[str]:
-    """Every system generated and evaluated: the baselines, then ``<init>+<method>`` of each alignment run."""
-    aligned = [f"{run['init']}+{method}" for run in config["align"]["runs"] for method in run["methods"]]
+    """Every system generated and evaluated: the baselines, then the aligned system of each alignment run."""
+    aligned = [
+        aligned_name(run["init"], method) for run in config["align"]["runs"] for method in run["methods"]
+    ]
     return list(config["baselines"]) + aligned
 
 
