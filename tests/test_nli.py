@@ -608,6 +608,10 @@ def test_nli_command_on_caption_files(two_label_orders, chat_model, tmp_path, ca
     assert main(["nli", "--references", references, "--predictions", predictions, *llm, *common]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 4
 
+    long = write_lines(tmp_path / "long.txt", ["The molecule is a phenol. " * 1000] * 4)
+    assert main(["nli", "--references", references, "--predictions", long, *common]) == 2
+    assert "long.txt: the prediction of pair 1 is longer than 20,000 characters" in capsys.readouterr().err
+
     short = write_lines(tmp_path / "short.txt", ["The molecule is a phenol."])
     assert main(["nli", "--references", references, "--predictions", short, *common]) == 2
     assert "short.txt has 1" in capsys.readouterr().err

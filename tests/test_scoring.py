@@ -555,7 +555,7 @@ def test_a_damaged_statistics_file_is_never_trusted_by_its_key(tmp_path, damage)
     assert read_artifact(tmp_path / f"mol2cap-{key}.parquet", "reference_statistics")["id"].tolist() == ids
 
 
-def test_overlong_smiles_are_invalid_and_nul_bytes_refused(tmp_path):
+def test_overlong_smiles_are_invalid_and_nul_bytes_and_overlong_captions_refused(tmp_path):
     """A 20,000-character prediction once segfaulted RDKit (exit 139); a NUL byte was scored silently."""
     from molmix.scoring.molecules import MAX_SMILES_CHARACTERS
 
@@ -578,6 +578,17 @@ def test_overlong_smiles_are_invalid_and_nul_bytes_refused(tmp_path):
     )
     assert (
         result.returncode != 0 and f"{nul}: row 1 (id '1') has a NUL byte in its prediction" in result.stderr
+    )
+    captions = tmp_path / "captions.tsv"
+    captions.write_text("SMILES\tground truth\toutput\nCCO\tAn acid.\t" + "acid " * 5000 + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "molmix.cli", "score", str(captions), "--no-cache"],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        result.returncode != 0
+        and "row 0 (id '0'): its prediction is longer than 20,000 characters" in result.stderr
     )
 
 

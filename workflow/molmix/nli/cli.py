@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from molmix.nli.decompose import BACKENDS
+from molmix.scoring.io import MAX_CAPTION_CHARACTERS
 
 PAPER_NLI_MODEL = "MoritzLaurer/DeBERTa-v3-large-mnli-fever-anli-ling-wanli"
 PAPER_DECOMPOSER = "meta-llama/Meta-Llama-3-8B-Instruct"
@@ -31,6 +32,10 @@ def default_cache_dir() -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.splitlines()[0]
+    parser.epilog = (
+        f"Input bounds: a caption longer than {MAX_CAPTION_CHARACTERS:,} characters is an error naming its pair; "
+        "pairs longer than --max-length tokens are truncated and counted (n_truncated in the output)."
+    )
     parser.add_argument(
         "--references",
         required=True,
@@ -114,22 +119,29 @@ def read_pairs(references: str, predictions: str | None) -> pd.DataFrame:
         missing = {"reference", "prediction"} - set(frame.columns)
         if missing:
             raise InputError(f"{references}: missing column(s) {sorted(missing)} (has {list(frame.columns)})")
-        return pd.DataFrame(
-            {
-                "reference": frame["reference"].fillna("").astype(str),
-                "prediction": frame["prediction"].fillna("").astype(str),
-            }
+        pairs = pd.DataFrame(
+            {column: frame[column].fillna("").astype(str) for column in ("reference", "prediction")}
         )
-    if predictions is None:
+        sources = {"reference": references, "prediction": references}
+    elif predictions is None:
         raise InputError(
             "--predictions is required unless --references is a Parquet with reference and prediction columns"
         )
-    refs, preds = read_lines(references), read_lines(predictions)
-    if len(refs) != len(preds):
-        raise InputError(
-            f"{references} has {len(refs)} lines but {predictions} has {len(preds)}; line i of each must be one pair"
-        )
-    return pd.DataFrame({"reference": refs, "prediction": preds})
+    else:
+        refs, preds = read_lines(references), read_lines(predictions)
+        if len(refs) != len(preds):
+            raise InputError(
+                f"{references} has {len(refs)} lines but {predictions} has {len(preds)}; line i of each must be one pair"
+            )
+        pairs = pd.DataFrame({"reference": refs, "prediction": preds})
+        sources = {"reference": references, "prediction": predictions}
+    for column, source in sources.items():
+        long = pairs.index[pairs[column].str.len() > MAX_CAPTION_CHARACTERS]
+        if len(long):
+            raise InputError(
+                f"{source}: the {column} of pair {long[0] + 1} is longer than {MAX_CAPTION_CHARACTERS:,} characters"
+            )
+    return pairs
 
 
 def _clean(summary: dict) -> dict:

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from molmix.scoring.io import TASKS
+from molmix.scoring.io import MAX_CAPTION_CHARACTERS, TASKS
 from molmix.scoring.molecules import MAX_SMILES_CHARACTERS
 
 
@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.splitlines()[0]
     parser.epilog = (
         f"Input bounds: a SMILES longer than {MAX_SMILES_CHARACTERS:,} characters is not parsed and counts as "
-        "invalid (n_overlong in the output); a NUL byte in a reference or prediction is an error naming the row."
+        f"invalid (n_overlong in the output); a caption longer than {MAX_CAPTION_CHARACTERS:,} characters and a "
+        "NUL byte in a reference or prediction are errors naming the row."
     )
     parser.add_argument("file", metavar="FILE", help="MolT5-format TSV or generations Parquet")
     parser.add_argument("--task", choices=TASKS, help="scoring direction (default: from the file)")

@@ -105,7 +105,25 @@ def read_items(path: str | Path, task: str | None = None) -> tuple[pd.DataFrame,
         read_generations(path, task) if Path(path).suffix == ".parquet" else read_molt5_tsv(path, task)
     )
     refuse_nul_bytes(items, ["reference", "prediction"], path)
+    if task == "mol2cap":
+        refuse_overlong_captions(items, ["reference", "prediction"], path)
     return items, task
+
+
+# Longer captions are refused (ROUGE-L's longest common subsequence and atomic NLI's pair matrix grow
+# with the square of their length); ChEBI-20's longest is far shorter, a generation of 512 tokens too.
+MAX_CAPTION_CHARACTERS = 20_000
+
+
+def refuse_overlong_captions(frame: pd.DataFrame, columns: list[str], path) -> None:
+    for column in columns:
+        bad = frame.index[frame[column].astype(str).str.len() > MAX_CAPTION_CHARACTERS]
+        if len(bad):
+            row = int(bad[0])
+            raise ScoringInputError(
+                f"{path}: row {row} (id {frame['id'][row]!r}): its {column} is longer than "
+                f"{MAX_CAPTION_CHARACTERS:,} characters"
+            )
 
 
 def refuse_nul_bytes(frame: pd.DataFrame, columns: list[str], path) -> None:
