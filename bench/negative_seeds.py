@@ -33,9 +33,16 @@ def one_seed(run: Path, task: str, cfg: dict, negatives_cfg: dict, seed: int) ->
     subsample = read_artifact(run / f"results/data/{dataset}/train.parquet", "pairs")
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model"
-        train_seq2seq(run / f"results/models/{dataset}/tokenizer", raw, task, cfg, seed, model, Path(tmp) / "work")
+        train_seq2seq(
+            run / f"results/models/{dataset}/tokenizer", raw, task, cfg, seed, model, Path(tmp) / "work"
+        )
         frame, summary = generate_negatives(model, subsample, task, negatives_cfg, "t5")
-    row = {"seed": seed, "inputs": summary["inputs"], "truncated": summary["truncated"], "pairs": summary["pairs"]}
+    row = {
+        "seed": seed,
+        "inputs": summary["inputs"],
+        "truncated": summary["truncated"],
+        "pairs": summary["pairs"],
+    }
     if task == "cap2mol":
         row["rejected_valid"] = round(smiles_validity(frame["rejected"].tolist()), 3)
     return row
@@ -59,7 +66,9 @@ def main() -> None:
         target[leaf] = yaml.safe_load(value)
     cfg = config["models"]["negative"]
     with ProcessPoolExecutor(2) as pool:
-        futures = [pool.submit(one_seed, args.run, args.task, cfg, config["negatives"], s) for s in args.seeds]
+        futures = [
+            pool.submit(one_seed, args.run, args.task, cfg, config["negatives"], s) for s in args.seeds
+        ]
         rows = [f.result() for f in futures]
     for row in rows:
         print(json.dumps(row))
