@@ -75,10 +75,10 @@ def mismatch(stats: ReferenceStatistics, ids, references) -> str | None:
     ):
         if stored_id != wanted_id or str(stored) != wanted:
             return f"row {row} is id {stored_id!r}, expected {wanted_id!r} with its reference"
-    if stats.activations is not None and len(stats.activations) != sum(
-        c is not None for c in stats.canonical
-    ):
-        return f"{len(stats.activations)} ChemNet rows for {sum(c is not None for c in stats.canonical)} valid references"
+    if stats.activations is not None:
+        valid = sum(c is not None for c in stats.canonical)
+        if len(stats.activations) != valid:
+            return f"{len(stats.activations)} ChemNet rows for {valid} valid references"
     return None
 
 
