@@ -16,6 +16,7 @@ import yaml
 
 from conftest import REPO, run_snakemake
 from molmix.artifacts import read_artifact
+from molmix.fixtures import fixture_path
 
 TINY = REPO / "tests/config/tiny.yaml"
 # steps downstream of generation, which a changed model legitimately re-runs
@@ -249,3 +250,27 @@ def test_a_second_run_from_clean_gives_the_same_bytes(finished_run, tmp_path):
     assert len(files) > 50
     differing = [str(f) for f in files if without_timings(finished_run / f) != without_timings(second / f)]
     assert not differing, differing
+
+
+def test_chebi20_config_runs_offline_on_a_slice(tmp_path):
+    """configs/chebi20.yaml's data stage and every model stage, on 300 ChEBI-20 rows with the tiny models;
+    without NLI (its model comes from the Hub): scores, tables and figures only."""
+    lines = fixture_path("chebi20/validation.txt").read_text().splitlines()
+    chebi20 = {}
+    for split, rows in (("train", lines[1:241]), ("validation", lines[241:271]), ("test", lines[271:301])):
+        chebi20[split] = str(tmp_path / f"{split}.txt")
+        (tmp_path / f"{split}.txt").write_text("\n".join([lines[0], *rows]) + "\n")
+    config = yaml.safe_load(TINY.read_text())
+    shipped = yaml.safe_load((REPO / "configs/chebi20.yaml").read_text())
+    config["dataset"] = {**shipped["dataset"], "chebi20": chebi20}
+    config["subsample"] = {**shipped["subsample"], "test_size": 12}
+    config["nli"] = {**config.get("nli", {}), "enabled": False}
+    path = tmp_path / "chebi20-slice.yaml"
+    path.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    run_snakemake(workdir, "--cores", "2", configfile=path, profile=str(REPO / "profiles/cpu"))
+    results = workdir / "results"
+    assert (results / "tables/chebi20/table2.md").stat().st_size > 0
+    assert json.loads((results / "scores/chebi20/slerp+cpo/cap2mol.json").read_text())["n"] == 12
+    assert not (results / "nli").exists()
