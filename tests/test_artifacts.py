@@ -94,9 +94,13 @@ def test_outputs_follow_the_users_umask(tmp_path, umask, file_mode, folder_mode)
         write_artifact(pairs(), tmp_path / "p.parquet", "pairs")
         with atomic_directory(tmp_path / "model") as folder:
             (folder / "config.json").write_text("{}")
+            os.close(
+                os.open(folder / "model.safetensors", os.O_CREAT | os.O_WRONLY, 0o600)
+            )  # as safetensors does
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == file_mode
     assert stat.S_IMODE((tmp_path / "p.parquet").stat().st_mode) == file_mode
     assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == folder_mode
     assert stat.S_IMODE((tmp_path / "model/config.json").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "model/model.safetensors").stat().st_mode) == file_mode

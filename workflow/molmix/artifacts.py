@@ -209,7 +209,12 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700, as for files in atomic_path
+        # mkdtemp's 0700, and the 0600 some writers (safetensors) give files, as for atomic_path
+        mask = _umask()
+        for folder, _, files in os.walk(tmp):
+            os.chmod(folder, 0o777 & ~mask)
+            for name in files:
+                os.chmod(os.path.join(folder, name), 0o666 & ~mask)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
