@@ -36,8 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-from molmix.fixtures import fixture_root  # noqa: E402
+from fixtures import fixture_root  # noqa: E402
 
 FCD_TORCH_SHIM = '''"""Benchmark adapter: the ``fcd`` API used by MolT5's fcd_metric.py, served by fcd-torch."""
 from fcd_torch import FCD

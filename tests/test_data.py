@@ -1,6 +1,7 @@
 import pandas as pd
 import pytest
 
+from fixtures import fixture_path
 from molmix.artifacts import read_artifact, write_artifact
 from molmix.data import (
     DataError,
@@ -13,7 +14,6 @@ from molmix.data import (
     subsample_dataset,
 )
 from molmix.demo_data import build_demo_dataset, caption, molecule_facts
-from molmix.fixtures import fixture_path
 
 
 def frame(n, categories=None):

@@ -10,6 +10,7 @@ from molmix.config import ConfigError, validate_config
 from molmix.merge import merge_specs
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
+MINIMAL = {"seed": 1, "dataset": {}, "subsample": {}, "nli": {"enabled": False}}
 
 
 def with_merge(**merge):
@@ -63,11 +64,27 @@ def test_shipped_configs_give_every_merge_its_own_settings():
 
 def test_sweep_name_clashing_with_a_named_merge_is_refused():
     config = {
-        "merges": {"slerp-1to1": {"method": "linear", "ratio": [1, 1]}},
-        "ratio_sweep": {"method": "slerp", "ratios": [[1, 1]]},
+        **MINIMAL,
+        "merge": {
+            "merges": {"slerp-1to1": {"method": "linear", "ratio": [1, 1]}},
+            "ratio_sweep": {"method": "slerp", "ratios": [[1, 1]]},
+        },
     }
-    with pytest.raises(ValueError, match="slerp-1to1"):
-        merge_specs(config)
+    with pytest.raises(ConfigError, match=r"merge.ratio_sweep.ratios.0: .*'slerp-1to1'"):
+        validate_config(config)
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"merge": {"merges": {"mol2cap": {"method": "linear", "ratio": [1, 1]}}}}, "merge.merges.mol2cap"),
+        ({"align": {"runs": [{"init": "slerpp", "methods": ["dpo"]}]}}, "align.runs.0.init"),
+        ({"baselines": {"b": {"mol2cap": "pertask", "cap2mol": "./no/such model"}}}, "baselines.b.cap2mol"),
+    ],
+)
+def test_unresolvable_names_are_refused_before_the_dag_is_built(change, key):
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        validate_config({**MINIMAL, **change})
 
 
 def test_models_with_another_tokenizer_are_not_merged(tiny, tmp_path):

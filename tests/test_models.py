@@ -35,17 +35,17 @@ def test_each_fixed_part_of_a_prompt_template_is_one_token_and_decodes_unchanged
 
 
 def test_sft_learns_eos_and_loss_on_completion_only(tiny, tmp_path):
-    cfg = dict(
-        epochs=1,
+    cfg = dict(  # SFTConfig keywords
+        num_train_epochs=1,
         max_steps=3,
-        batch_size=2,
+        per_device_train_batch_size=2,
         learning_rate=1e-3,
         max_length=256,
         logging_steps=1,
         save_steps=100,
     )
     records = lm.sft_records(PAIRS, ["cap2mol"])
-    history = lm.train_sft(tiny / "base", records, cfg, 0, tmp_path / "out", tmp_path / "work")
+    history = lm.train_sft(tiny / "base", records, cfg, 0, tmp_path / "out")
     assert history["loss"].notna().sum() == 3
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -101,7 +101,7 @@ def test_mergekit_configs_map_ratios_as_documented():
         mergekit_config({"method": "task_arithmetic", "ratio": [1, 1]}, "m2c", "c2m", None)
 
 
-def test_merge_specs_names_the_sweep_and_rejects_zero_ratios():
+def test_merge_specs_names_the_sweep():
     specs = merge_specs(
         {
             "merges": {"soup": {"method": "linear", "ratio": [1, 1]}},
@@ -109,8 +109,6 @@ def test_merge_specs_names_the_sweep_and_rejects_zero_ratios():
         }
     )
     assert list(specs) == ["soup", "slerp-1to18", "slerp-2.5to1"] and specs["slerp-1to18"]["ratio"] == [1, 18]
-    with pytest.raises(ValueError, match="both parts must be positive"):
-        merge_specs({"merges": {"bad": {"method": "slerp", "ratio": [0, 1]}}})
 
 
 @pytest.mark.parametrize("method", ["slerp", "ties", "task_arithmetic", "linear"])

@@ -29,7 +29,7 @@ CAPTIONS = [
     "The molecule is a dog-shaped alkaloid with antibacterial activity.",
 ]
 SMILES = ["CC(=O)[O-]", "COc1ccccc1O", "CN1CCC[C@H]1c1cccnc1"]
-SETTINGS = ScoreSettings(text_tokenizer="bert-base-uncased", invalid_smiles="molt5")
+SETTINGS = ScoreSettings.from_config(dict(text_tokenizer="bert-base-uncased", invalid_smiles="molt5"))
 
 
 def items(references, predictions, model="m"):
@@ -235,7 +235,9 @@ def test_known_tokenizer_with_wrong_size_is_refused(tmp_path, monkeypatch):
 def test_fallback_tokenizer_is_named_and_flagged_not_comparable(caption_stats):
     scorer = Scorer(
         "mol2cap",
-        ScoreSettings(text_tokenizer="/nonexistent/scibert", fallback_tokenizer="bert-base-uncased"),
+        ScoreSettings.from_config(
+            dict(text_tokenizer="/nonexistent/scibert", fallback_tokenizer="bert-base-uncased")
+        ),
     )
     assert scorer.tokenizer.name == "bert-base-uncased" and "nonexistent" in scorer.fallback_reason
     _, summary = scorer.score(
@@ -261,7 +263,7 @@ nltk.data.path[:] = [sys.argv[1]]
 from molmix.scoring.core import Scorer, ScoreSettings
 from molmix.scoring.text import WordNetMissing
 try:
-    Scorer("mol2cap", ScoreSettings()).meteor.scores([["a", "dog"]], [["a", "dog"]]).result()
+    Scorer("mol2cap", ScoreSettings.from_config(dict(text_tokenizer="bert-base-uncased"))).meteor.scores([["a", "dog"]], [["a", "dog"]]).result()
 except WordNetMissing as err:
     print("MISSING:", err)
 """
@@ -433,7 +435,10 @@ def test_reference_statistics_are_cached_and_reused(tmp_path, monkeypatch, molec
         fp.ToBitString() for fp in first.fingerprints["maccs"]
     ]
     assert molecule_scorer.key(["0", "1", "2"], SMILES[::-1]) != key
-    assert Scorer("cap2mol", ScoreSettings(morgan_radius=3)).key(["0", "1", "2"], SMILES) != key
+    assert (
+        Scorer("cap2mol", ScoreSettings.from_config(dict(morgan_radius=3))).key(["0", "1", "2"], SMILES)
+        != key
+    )
 
 
 def test_score_step_writes_scores_and_summary(tmp_path):
@@ -487,7 +492,8 @@ def test_cli_scores_a_molt5_tsv(tmp_path):
     assert pd.read_parquet(items)["exact"].tolist() == [True] * 3
     assert printed["task"] == "cap2mol" and printed["n"] == 3 and printed["exact"] == 1.0
     assert (
-        set(SUMMARY_KEYS["cap2mol"]) <= set(printed) and printed["conventions"]["invalid_smiles"] == "molt5"
+        set(SUMMARY_KEYS["cap2mol"]) <= set(printed)
+        and printed["conventions"]["invalid_smiles"] == "lpm24"  # the schema's score.invalid_smiles
     )
     bad = subprocess.run(
         [sys.executable, "-m", "molmix.cli", "score", str(tmp_path / "missing.txt")],
@@ -541,7 +547,7 @@ def test_a_damaged_statistics_file_is_never_trusted_by_its_key(tmp_path, damage)
             str(out / "s.json"),
         )
     # the CLI's cache folder: the damaged entry is recomputed, and the scores are those of the references
-    scorer = Scorer("mol2cap", ScoreSettings(text_tokenizer="bert-base-uncased"))
+    scorer = Scorer("mol2cap", ScoreSettings.from_config(dict(text_tokenizer="bert-base-uncased")))
     ids = [str(i) for i in range(3)]
     key = scorer.key(ids, CAPTIONS)
     write_artifact(

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from molmix.fixtures import fixture_path
+from fixtures import fixture_path
 from molmix.scoring.core import ScoreSettings, score_file
 
 OFFICIAL = {
@@ -46,7 +46,7 @@ def stand_in_tokenizer() -> str:
 
 @pytest.mark.parametrize("name", sorted(OFFICIAL))
 def test_reproduces_the_official_numbers_to_4_decimals(name, tmp_path):
-    settings = ScoreSettings(text_tokenizer=stand_in_tokenizer(), invalid_smiles="molt5")
+    settings = ScoreSettings.from_config(dict(text_tokenizer=stand_in_tokenizer(), invalid_smiles="molt5"))
     _, summary = score_file(fixture_path(f"molt5/{name}"), None, settings, cache_dir=tmp_path)
     for metric, expected in OFFICIAL[name].items():
         assert round(summary[metric], 4) == round(expected, 4), (metric, summary[metric], expected)

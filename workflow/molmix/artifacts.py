@@ -30,7 +30,6 @@ METADATA_KEY = b"molmix"
 STRING = pa.string()
 FLOAT = pa.float64()
 INT = pa.int64()
-BOOL = pa.bool_()
 
 # kind -> required columns and their Arrow types
 SCHEMAS: dict[str, dict[str, pa.DataType]] = {

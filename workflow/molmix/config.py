@@ -12,6 +12,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from molmix.names import BASELINE_ROLES, SPLITS, TASKS
+
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
@@ -35,8 +37,26 @@ def _filling_defaults(validator_class):
 
 @cache
 def _validator():
-    schema = yaml.safe_load(SCHEMA.read_text())
-    return _filling_defaults(jsonschema.Draft202012Validator)(schema)
+    return _filling_defaults(jsonschema.Draft202012Validator)(_schema())
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def definition_defaults(name: str) -> dict[str, Any]:
+    """The defaults of the schema's ``$defs/<name>`` (e.g. ``merge``: one merge's settings)."""
+    properties = _schema()["$defs"][name]["properties"]
+    return {key: copy.deepcopy(spec["default"]) for key, spec in properties.items() if "default" in spec}
+
+
+def schema_defaults() -> dict[str, Any]:
+    """The configuration an empty config file gets: every default of the schema (the CLIs' defaults)."""
+    config: dict[str, Any] = {}
+    for _ in _validator().iter_errors(config):  # validating fills in the defaults
+        pass
+    return config
 
 
 def _explain(error: jsonschema.ValidationError) -> str:
@@ -119,12 +139,13 @@ def check_config(config: Mapping[str, Any]) -> None:
     """Cross-key checks run after schema validation (the schema has filled in defaults)."""
     source = config["dataset"]["source"]
     if source == "chebi20":
-        for split in ("train", "validation", "test"):
+        for split in SPLITS:
             if not config["dataset"]["chebi20"].get(split):
                 raise ConfigError(f"dataset.chebi20.{split}: required when dataset.source is chebi20")
     if source == "table" and not config["dataset"]["table"].get("path"):
         raise ConfigError("dataset.table.path: required when dataset.source is table")
     _check_model_references(config.get("models", {}))
+    _check_merges(config)
     _check_system_references(config)
     nli = config["nli"]
     if nli["enabled"] and nli["model"]["source"] == "train" and source != "demo":
@@ -133,15 +154,62 @@ def check_config(config: Mapping[str, Any]) -> None:
             f"dataset.source {source!r} does not have; set nli.model.source: hub (with nli.model.id, e.g. the "
             "paper's DeBERTa-v3-large) or nli.enabled: false (scores and tables only)"
         )
+    from molmix.library_settings import check_library_settings
+
+    check_library_settings(config)
     align = config.get("align", {})
     if any("kto" in run["methods"] for run in align.get("runs", [])):
-        batch = align["methods"]["kto"]["batch_size"] or align["training"]["batch_size"]
-        if batch < 2:
+        key = "per_device_train_batch_size"
+        batch = align["methods"]["kto"].get(key, align["training"].get(key))
+        if batch is not None and batch < 2:
             raise ConfigError(
-                f"align.methods.kto.batch_size: KTO needs a per-device batch size of at least 2 (TRL estimates "
-                f"its KL term from mismatched pairs inside one batch) but align.training.batch_size is {batch}; "
-                "set align.methods.kto.batch_size (and gradient_accumulation_steps to keep the effective batch)"
+                f"align.methods.kto.{key}: KTO needs a per-device batch size of at least 2 (TRL estimates its KL "
+                f"term from mismatched pairs inside one batch; gradient accumulation does not count) but it is "
+                f"{batch}; set align.methods.kto.{key} (and gradient_accumulation_steps to keep the effective batch)"
             )
+
+
+def _check_merges(config: Mapping[str, Any]) -> None:
+    """Merge names are unique and no task's; every alignment init and baseline model can be resolved."""
+    from molmix.merge import merge_specs, sweep_merge_name
+
+    merges, sweep = config["merge"]["merges"], config["merge"]["ratio_sweep"]
+    for i, (r1, r2) in enumerate(sweep["ratios"]):
+        name = sweep_merge_name(sweep["method"], r1, r2)
+        if name in merges:
+            raise ConfigError(
+                f"merge.ratio_sweep.ratios.{i}: ratio {r1:g}:{r2:g} gives the merge name {name!r}, which "
+                "merge.merges has taken already"
+            )
+    names = merge_specs(config["merge"])
+    for name in names:
+        if name in TASKS:
+            raise ConfigError(
+                f"merge.merges.{name}: a merge may not be named like a task ({', '.join(TASKS)})"
+            )
+    for i, run in enumerate(config["align"]["runs"]):
+        if run["init"] not in TASKS and run["init"] not in names:
+            raise ConfigError(
+                f"align.runs.{i}.init: {run['init']!r} is neither a task ({', '.join(TASKS)}) nor a merge "
+                f"({', '.join(names) or 'none configured'})"
+            )
+    if "alignment" in config["tables"]:
+        raise ConfigError(
+            "tables.alignment: the name of the alignment learning table; choose another table name"
+        )
+    for baseline, models in config["baselines"].items():
+        for task in TASKS:
+            ref = models[task]
+            if (
+                ref not in BASELINE_ROLES
+                and ref not in names
+                and not Path(ref).is_dir()
+                and not HUB_ID.fullmatch(ref)
+            ):
+                raise ConfigError(
+                    f"baselines.{baseline}.{task}: {ref!r} is neither a role ({', '.join(BASELINE_ROLES)}), a merge, "
+                    "an existing model folder nor a Hub id (org/name)"
+                )
 
 
 def aligned_name(init: str, method: str) -> str:
@@ -166,7 +234,9 @@ def _check_system_references(config: Mapping[str, Any]) -> None:
         references += [(f"nli.compare.{role}", compare[role]) for role in ("preferred", "dispreferred")]
         references += [(f"nli.compare.systems.{i}", name) for i, name in enumerate(compare["systems"])]
     for table, spec in config["tables"].items():
-        references += [(f"tables.{table}.rows.{i}.model", row["model"]) for i, row in enumerate(spec["rows"])]
+        references += [
+            (f"tables.{table}.rows.{i}.system", row["system"]) for i, row in enumerate(spec["rows"])
+        ]
     for key, name in references:
         if name not in systems:
             aligned = systems[len(config["baselines"]) :] or "none (align.runs is empty)"

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from molmix.artifacts import atomic_path  # noqa: E402
+from molmix.names import CAPTION_TASK, TASKS  # noqa: E402
 from molmix.tables import METRICS  # noqa: E402
 
 
@@ -62,12 +63,12 @@ def ratio_ablation(scores: Mapping[float, Mapping[str, Mapping[str, float]]], st
     """
     ratios = sorted(scores)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, task in zip(axes, ("mol2cap", "cap2mol"), strict=True):
+    for ax, task in zip(axes, TASKS, strict=True):
         for metric in METRICS[task]:
             if not metric.bounded:
                 continue
             ax.plot(ratios, [scores[r][task][metric.key] for r in ratios], marker="o", label=metric.label)
-        ax.set_title("Mol2Cap" if task == "mol2cap" else "Cap2Mol")
+        ax.set_title("Mol2Cap" if task == CAPTION_TASK else "Cap2Mol")
         ax.set_xlabel("Cap2Mol weight in the merge")
         ax.set_ylabel("score")
         ax.legend(fontsize=7)
@@ -78,7 +79,7 @@ def merge_comparison(scores: Mapping[str, Mapping[str, Mapping[str, float]]], st
     """Fig. 8: grouped bars of each task's bounded metrics for each merge (e.g. SLERP, TIES, soup)."""
     systems = list(scores)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
-    for ax, task in zip(axes, ("mol2cap", "cap2mol"), strict=True):
+    for ax, task in zip(axes, TASKS, strict=True):
         metrics = [m for m in METRICS[task] if m.bounded]
         width = 0.8 / len(systems)
         for i, system in enumerate(systems):
@@ -87,7 +88,7 @@ def merge_comparison(scores: Mapping[str, Mapping[str, Mapping[str, float]]], st
         ax.set_xticks(
             [j + 0.4 - width / 2 for j in range(len(metrics))], [m.label for m in metrics], fontsize=7
         )
-        ax.set_title("Mol2Cap" if task == "mol2cap" else "Cap2Mol")
+        ax.set_title("Mol2Cap" if task == CAPTION_TASK else "Cap2Mol")
         ax.legend(fontsize=7)
     return save(fig, stem)
 

@@ -30,7 +30,6 @@ from molmix.lm import ModelError, check_model_dir
 
 log = logging.getLogger(__name__)
 
-METHODS = ("slerp", "ties", "task_arithmetic", "linear")
 ARCHITECTURE_KEYS = (
     "model_type",
     "architectures",
@@ -46,28 +45,28 @@ ARCHITECTURE_KEYS = (
 def merge_specs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Every configured merge by name: the named merges, then one per ratio of the sweep.
 
-    Sweep merges are named ``<method>-<r1>to<r2>`` (e.g. ``slerp-1to18``).
+    Sweep merges are named ``<method>-<r1>to<r2>`` (e.g. ``slerp-1to18``); the config validator
+    refuses a sweep name that a named merge has taken already.
     """
+    from molmix.config import definition_defaults
+
     specs = {name: dict(spec) for name, spec in cfg["merges"].items()}
-    sweep = cfg.get("ratio_sweep") or {}
-    for r1, r2 in sweep.get("ratios", []):
-        name = f"{sweep['method']}-{r1:g}to{r2:g}"
-        if name in specs:
-            raise ValueError(f"merge.ratio_sweep: ratio {r1:g}:{r2:g} gives the name {name!r}, taken already")
-        specs[name] = {"method": sweep["method"], "ratio": [r1, r2]}
+    sweep = cfg["ratio_sweep"]
+    for r1, r2 in sweep["ratios"]:
+        spec = {**definition_defaults("merge"), "method": sweep["method"], "ratio": [r1, r2]}
         if sweep["method"] == "ties":
-            specs[name]["density"] = sweep.get("density", 0.2)
-    for name, spec in specs.items():
-        ratio_weights(tuple(spec["ratio"]))  # reject zero or negative parts at parse time
-        if spec["method"] == "ties" and not 0 < spec.get("density", 0.2) <= 1:
-            raise ValueError(f"merge {name!r}: density must be in (0, 1]")
+            spec["density"] = sweep["density"]
+        specs.setdefault(sweep_merge_name(sweep["method"], r1, r2), spec)
     return specs
 
 
+def sweep_merge_name(method: str, r1: float, r2: float) -> str:
+    return f"{method}-{r1:g}to{r2:g}"
+
+
 def ratio_weights(ratio: tuple[float, float]) -> tuple[float, float]:
+    """Mol2Cap and Cap2Mol weights of a mixing ratio r1:r2 (both parts positive, as the schema requires)."""
     r1, r2 = ratio
-    if r1 <= 0 or r2 <= 0:
-        raise ValueError(f"mixing ratio {r1}:{r2}: both parts must be positive")
     return r1 / (r1 + r2), r2 / (r1 + r2)
 
 
@@ -109,13 +108,15 @@ def check_compatible(paths: Mapping[str, str | Path]) -> None:
 def mergekit_config(
     spec: Mapping[str, Any], mol2cap: str, cap2mol: str, base: str | None, dtype: str = "float32"
 ) -> dict[str, Any]:
-    """The mergekit YAML (as a dict) for one merge ``spec``: {method, ratio, t?, density?, normalize?}."""
+    """The mergekit YAML (as a dict) for one merge ``spec`` (a ``merge.merges`` entry; keys it leaves
+    out take the schema's defaults)."""
+    from molmix.config import definition_defaults
+
+    spec = {**definition_defaults("merge"), **spec}
     method = spec["method"]
-    if method not in METHODS:
-        raise ValueError(f"merge method {method!r} not in {METHODS}")
     w1, w2 = ratio_weights(tuple(spec["ratio"]))
     if method == "slerp":
-        t = w2 if spec.get("t") is None else spec["t"]
+        t = w2 if spec["t"] is None else spec["t"]
         return {
             "merge_method": "slerp",
             "base_model": mol2cap,
@@ -142,7 +143,7 @@ def mergekit_config(
             {"model": mol2cap, "parameters": {**per_model, "weight": w1}},
             {"model": cap2mol, "parameters": {**per_model, "weight": w2}},
         ],
-        "parameters": {"normalize": spec.get("normalize", True)},
+        "parameters": {"normalize": spec["normalize"]},
         "dtype": dtype,
     }
 

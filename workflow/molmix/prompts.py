@@ -9,34 +9,28 @@ One place for every prompt: per-task training, negatives, alignment and generati
 
 from __future__ import annotations
 
-TASKS = ("mol2cap", "cap2mol")
+from molmix.names import CAPTION_TASK, MOLECULE_TASK, check_task
 
 PREAMBLE = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request."
 )
 INSTRUCTIONS = {
-    "mol2cap": (
+    CAPTION_TASK: (
         "You are a researcher. You can come up captions based on your existing knowledge. "
         "Captions are given against the following input. You should be as detailed as possible."
     ),
-    "cap2mol": (
+    MOLECULE_TASK: (
         "You are a researcher. You can come up molecule smile strings based on your existing knowledge. "
         "Molecule smile strings are given against the following input. You should be as detailed as possible."
     ),
 }
 INPUTS = {
-    "mol2cap": "Molecule: {source} \nIn that molecule, could you formulate a caption about?",
-    "cap2mol": "Caption: {source} \nIn that caption, could you generate a molecule smile string?",
+    CAPTION_TASK: "Molecule: {source} \nIn that molecule, could you formulate a caption about?",
+    MOLECULE_TASK: "Caption: {source} \nIn that caption, could you generate a molecule smile string?",
 }
 RESPONSE_MARKER = "### Response:"
 SECTION_MARKER = "### "  # a new section after the response ends it
-
-
-def check_task(task: str) -> str:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    return task
 
 
 def template_parts(task: str) -> tuple[str, str]:
@@ -54,7 +48,7 @@ def build_prompt(task: str, source: str) -> str:
 
 def source_and_target(task: str, smiles: str, caption: str) -> tuple[str, str]:
     """(input, expected output) of a molecule-caption pair for ``task``."""
-    return (smiles, caption) if check_task(task) == "mol2cap" else (caption, smiles)
+    return (smiles, caption) if check_task(task) == CAPTION_TASK else (caption, smiles)
 
 
 def prompt_completion(task: str, smiles: str, caption: str) -> tuple[str, str]:

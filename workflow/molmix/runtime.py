@@ -19,6 +19,12 @@ MKL_INTEL_DISPATCH = Path(sys.prefix) / "lib" / "libmolmix_mkl_intel_dispatch.so
 log = logging.getLogger("molmix")
 
 
+def user_cache_dir(name: str) -> Path:
+    """The CLIs' default cache folder ``name``: under $MOLMIX_CACHE, else $XDG_CACHE_HOME or ~/.cache."""
+    root = os.environ.get("MOLMIX_CACHE") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "molmix" / name
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Log to stderr (which a Snakemake script has already pointed at its log file)."""
     logging.basicConfig(

@@ -3,7 +3,7 @@ import sys
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from molmix.bootstrap import train_causal_lm
-from molmix.prompts import TASKS
+from molmix.names import TASKS
 from molmix.runtime import start_step
 
 start_step(snakemake.threads, snakemake.params.seed)

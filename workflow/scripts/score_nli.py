@@ -2,6 +2,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
+from molmix.names import NLI_METHODS
 from molmix.nli.steps import score_step
 from molmix.runtime import start_step
 
@@ -13,8 +14,5 @@ score_step(
     snakemake.input.nli_model,
     snakemake.params.cfg,
     snakemake.params.cache,
-    {
-        method: (snakemake.output[method], snakemake.output[f"{method}_summary"])
-        for method in ("atomic", "full", "sentence")
-    },
+    {method: (snakemake.output[method], snakemake.output[f"{method}_summary"]) for method in NLI_METHODS},
 )

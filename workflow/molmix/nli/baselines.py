@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-METHODS = ("atomic", "full", "sentence")
-
 
 def full_units(text: str) -> list[str]:
     """The whole text as one unit (none if it is blank)."""

@@ -16,21 +16,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from molmix.names import NLI_BASELINES
 from molmix.nli.decompose import BACKENDS
 from molmix.scoring.io import MAX_CAPTION_CHARACTERS
 
-PAPER_NLI_MODEL = "MoritzLaurer/DeBERTa-v3-large-mnli-fever-anli-ling-wanli"
-PAPER_DECOMPOSER = "meta-llama/Meta-Llama-3-8B-Instruct"
-
-
-def default_cache_dir() -> Path:
-    import os
-
-    root = os.environ.get("MOLMIX_CACHE") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "molmix" / "nli"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from molmix.config import schema_defaults
+    from molmix.runtime import user_cache_dir
+
+    nli = schema_defaults()["nli"]  # the pipeline's nli section: the paper's models
+    decomposer = nli["decomposer"]
     parser.description = __doc__.splitlines()[0]
     parser.epilog = (
         f"Input bounds: a caption longer than {MAX_CAPTION_CHARACTERS:,} characters is an error naming its pair; "
@@ -49,26 +45,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--nli-model",
-        default=PAPER_NLI_MODEL,
+        default=nli["model"]["id"],
         metavar="PATH_OR_ID",
         help="sequence-classification NLI model (default: %(default)s)",
     )
     parser.add_argument(
         "--decomposer",
         choices=BACKENDS,
-        default="rules",
+        default=decomposer["backend"],
         help="atomic decomposition backend (default: %(default)s)",
     )
     parser.add_argument(
         "--decomposer-model",
-        default=PAPER_DECOMPOSER,
+        default=decomposer["model"],
         metavar="PATH_OR_ID",
         help="causal LM of --decomposer llm, model name of openai (default: %(default)s)",
     )
     parser.add_argument(
         "--openai-url",
-        default="http://localhost:8000/v1",
-        help="OpenAI-compatible endpoint of --decomposer openai",
+        default=decomposer["openai"]["url"],
+        help="OpenAI-compatible endpoint of --decomposer openai (default: %(default)s)",
     )
     parser.add_argument(
         "--zero-shot",
@@ -76,11 +72,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send the Appx. E instruction without Fig. 11's example exchange",
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, default=256, help="longest decomposition answer (tokens)"
+        "--max-new-tokens",
+        type=int,
+        default=decomposer["max_new_tokens"],
+        help="longest decomposition answer (tokens; default: %(default)s)",
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="NLI pairs per forward pass")
     parser.add_argument(
-        "--max-length", type=int, default=512, help="NLI pairs are truncated to this many tokens"
+        "--batch-size",
+        type=int,
+        default=nli["scoring"]["batch_size"],
+        help="NLI pairs per forward pass (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=nli["scoring"]["max_length"],
+        help="NLI pairs are truncated to this many tokens (default: %(default)s)",
     )
     parser.add_argument(
         "--baselines", action="store_true", help="also report full-text and sentence-level NLI"
@@ -91,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--cache-dir",
-        default=str(default_cache_dir()),
+        default=str(user_cache_dir("nli")),
         help="decomposition and NLI cache (default: %(default)s)",
     )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
@@ -162,18 +169,16 @@ def run(args: argparse.Namespace) -> int:
     from molmix.nli.steps import decomposition_store, nli_store, truncated_pairs
 
     cache = None if args.no_cache else args.cache_dir
+    from molmix.config import schema_defaults
+
+    decomposer = schema_defaults()["nli"]["decomposer"]
     cfg = {
+        **decomposer,
         "backend": args.decomposer,
         "model": args.decomposer_model,
-        "batch_size": 8,
         "max_new_tokens": args.max_new_tokens,
         "one_shot": not args.zero_shot,
-        "openai": {
-            "url": args.openai_url,
-            "model": args.decomposer_model,
-            "timeout": 120.0,
-            "max_retries": 5,
-        },
+        "openai": {**decomposer["openai"], "url": args.openai_url, "model": args.decomposer_model},
     }
     try:
         pairs = read_pairs(args.references, args.predictions)
@@ -190,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     summary = _clean(summarize(per_item))
     summary["n_truncated"] = truncated_pairs(scorer, reference_atoms, prediction_atoms)
     if args.baselines:
-        for method in ("full", "sentence"):
+        for method in NLI_BASELINES:
             references = baseline_units(method, pairs["reference"])
             predictions = baseline_units(method, pairs["prediction"])
             units = score_units(references, predictions, scorer)

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from molmix.artifacts import ArtifactError, read_artifact, write_artifact, write_json, write_text
+from molmix.names import CAPTION_TASK
 from molmix.nli.atomic import PairScorer, pair_store, score_units, summarize, unit_pairs
 from molmix.nli.baselines import baseline_units
 from molmix.nli.cache import ParquetStore
@@ -22,8 +23,6 @@ from molmix.nli.decompose import DECOMPOSITION_COLUMNS, decompose
 from molmix.nli.model import NLIModel
 
 log = logging.getLogger(__name__)
-
-CAPTION_TASK = "mol2cap"
 
 
 def decomposition_store(cache_dir: str | Path | None) -> ParquetStore | None:

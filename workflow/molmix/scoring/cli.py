@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
 
-from molmix.scoring.io import MAX_CAPTION_CHARACTERS, TASKS
-from molmix.scoring.molecules import MAX_SMILES_CHARACTERS
-
-
-def default_cache_dir() -> Path:
-    root = os.environ.get("MOLMIX_CACHE") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "molmix" / "reference-statistics"
+from molmix.names import TASKS
+from molmix.scoring.io import MAX_CAPTION_CHARACTERS
+from molmix.scoring.molecules import CONVENTIONS, MAX_SMILES_CHARACTERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,34 +26,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("file", metavar="FILE", help="MolT5-format TSV or generations Parquet")
     parser.add_argument("--task", choices=TASKS, help="scoring direction (default: from the file)")
+    from molmix.config import schema_defaults
+    from molmix.runtime import user_cache_dir
+
+    defaults = schema_defaults()["score"]  # the pipeline's score section, so both score alike
     parser.add_argument(
         "--text-tokenizer",
-        default="allenai/scibert_scivocab_uncased",
+        default=defaults["text_tokenizer"],
         metavar="PATH_OR_ID",
         help="WordPiece tokenizer for BLEU/METEOR: folder, tokenizer.json, Hub id or bert-base-uncased "
-        "(packaged); default: SciBERT, as the official scorers",
+        "(packaged); default: %(default)s, as the official scorers",
     )
     parser.add_argument(
         "--fallback-tokenizer",
-        default="bert-base-uncased",
+        default=defaults["fallback_tokenizer"] or "",
         metavar="PATH_OR_ID",
-        help="used, and named in the output, when --text-tokenizer cannot be loaded; '' for none",
+        help="used, and named in the output, when --text-tokenizer cannot be loaded; '' for none "
+        "(default: %(default)s)",
     )
-    parser.add_argument("--max-text-tokens", type=int, default=512, help="truncation of captions (tokens)")
+    parser.add_argument(
+        "--max-text-tokens",
+        type=int,
+        default=defaults["max_text_tokens"],
+        help="truncation of captions (tokens; default: %(default)s)",
+    )
     parser.add_argument(
         "--invalid-smiles",
-        choices=("molt5", "lpm24"),
-        default="molt5",
-        help="which convention the *_fts keys follow (both are always printed as *_fts_molt5 / *_fts_lpm24)",
+        choices=CONVENTIONS,
+        default=defaults["invalid_smiles"],
+        help="which convention the *_fts keys follow (both are always printed as *_fts_molt5 / *_fts_lpm24; "
+        "default: %(default)s)",
     )
-    parser.add_argument("--no-fcd", action="store_true", help="skip the Fréchet ChemNet Distance")
-    parser.add_argument("--morgan-radius", type=int, default=2)
+    parser.add_argument(
+        "--no-fcd",
+        action="store_false",
+        dest="fcd",
+        default=defaults["fcd"],
+        help="skip the Fréchet ChemNet Distance",
+    )
+    parser.add_argument("--morgan-radius", type=int, default=defaults["morgan_radius"])
     parser.add_argument("--references", metavar="FILE", help="references file the predictions must match")
     parser.add_argument("--json", metavar="OUT", help="also write the JSON summary here")
     parser.add_argument("--per-item", metavar="OUT", help="write per-item scores (Parquet) here")
     parser.add_argument(
         "--cache-dir",
-        default=str(default_cache_dir()),
+        default=str(user_cache_dir("reference-statistics")),
         help="reference statistics cache (default: %(default)s)",
     )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
@@ -73,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     pin_cpu_kernels()
     configure_threads(args.threads)
     from molmix.artifacts import write_artifact, write_json
+    from molmix.names import UnknownName
     from molmix.scoring.core import ScoreSettings, score_file
     from molmix.scoring.io import ScoringInputError
     from molmix.scoring.text import WordNetMissing
@@ -83,14 +95,14 @@ def run(args: argparse.Namespace) -> int:
         fallback_tokenizer=args.fallback_tokenizer or None,
         max_text_tokens=args.max_text_tokens,
         invalid_smiles=args.invalid_smiles,
-        fcd=not args.no_fcd,
+        fcd=args.fcd,
         morgan_radius=args.morgan_radius,
     )
     try:
         per_item, summary = score_file(
             args.file, args.task, settings, None if args.no_cache else args.cache_dir, args.references
         )
-    except (ScoringInputError, TokenizerError, WordNetMissing) as err:
+    except (ScoringInputError, UnknownName, TokenizerError, WordNetMissing) as err:
         print(f"molmix score: error: {err}", file=sys.stderr)
         return 2
     if args.per_item:

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from molmix.names import CAPTION_TASK, MOLECULE_TASK, check_task
 from molmix.scoring import fcd as fcd_module
 from molmix.scoring import molecules, text
-from molmix.scoring.io import ScoringInputError, align_references, check_task, read_items, read_references
+from molmix.scoring.io import ScoringInputError, align_references, read_items, read_references
 from molmix.scoring.references import (
     ReferenceStatistics,
     cached_statistics,
@@ -31,8 +32,8 @@ from molmix.scoring.tokenizer import SCIBERT, TextTokenizer, resolve_text_tokeni
 log = logging.getLogger(__name__)
 
 SUMMARY_KEYS = {
-    "mol2cap": ("bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor"),
-    "cap2mol": ("bleu", "exact", "levenshtein", "validity", "maccs_fts", "rdk_fts", "morgan_fts", "fcd"),
+    CAPTION_TASK: ("bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor"),
+    MOLECULE_TASK: ("bleu", "exact", "levenshtein", "validity", "maccs_fts", "rdk_fts", "morgan_fts", "fcd"),
 }
 DEFINITIONS = {
     "bleu2": "nltk corpus BLEU, weights (0.5, 0.5), over WordPiece tokens of the text tokenizer",
@@ -58,23 +59,21 @@ CONVENTION_TEXT = {
 
 @dataclass(frozen=True)
 class ScoreSettings:
-    """The ``score`` section of the configuration."""
+    """The ``score`` section of the configuration (defaults: the schema's, :meth:`from_config`)."""
 
-    text_tokenizer: str = "bert-base-uncased"
-    fallback_tokenizer: str | None = None
-    max_text_tokens: int = 512
-    invalid_smiles: str = "lpm24"
-    fcd: bool = True
-    morgan_radius: int = 2
+    text_tokenizer: str
+    fallback_tokenizer: str | None
+    max_text_tokens: int
+    invalid_smiles: str
+    fcd: bool
+    morgan_radius: int
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> ScoreSettings:
-        settings = cls(**{k: v for k, v in cfg.items() if k in cls.__dataclass_fields__})
-        if settings.invalid_smiles not in molecules.CONVENTIONS:
-            raise ValueError(
-                f"score.invalid_smiles: {settings.invalid_smiles!r} not in {molecules.CONVENTIONS}"
-            )
-        return settings
+        """Settings from a ``score`` section; keys it leaves out take the schema's defaults."""
+        from molmix.config import schema_defaults
+
+        return cls(**{**schema_defaults()["score"], **cfg})
 
 
 def _finite(value: float) -> float | None:
@@ -91,8 +90,8 @@ class Scorer:
         self.tokenizer: TextTokenizer | None = None
         self.fallback_reason: str | None = None
         # forked before the tokenizer loads
-        self.meteor = text.MeteorWorker() if task == "mol2cap" and meteor else None
-        if task == "mol2cap":
+        self.meteor = text.MeteorWorker() if task == CAPTION_TASK and meteor else None
+        if task == CAPTION_TASK:
             self.tokenizer, self.fallback_reason = resolve_text_tokenizer(
                 settings.text_tokenizer, settings.fallback_tokenizer, settings.max_text_tokens
             )
@@ -138,7 +137,7 @@ class Scorer:
         per_item = items[["id", "reference", "prediction"]].copy()
         per_item.insert(1, "task", self.task)
         per_item.insert(2, "model", items["model"].astype(str).to_numpy() if "model" in items else "")
-        if self.task == "mol2cap":
+        if self.task == CAPTION_TASK:
             scores, corpus = text.caption_item_scores(
                 self.tokenizer, stats.tokens, stats.rouge_tokens, predictions, self.meteor
             )
@@ -234,7 +233,7 @@ class Scorer:
             "settings": asdict(self.settings),
         }
         notes = []
-        if self.task == "mol2cap":
+        if self.task == CAPTION_TASK:
             summary["tokenizer"] = self.tokenizer.describe()
             summary["tokenizer_fallback"] = self.fallback_reason
             comparable = self.tokenizer.name == SCIBERT

@@ -13,20 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from molmix.names import CAPTION_TASK, MOLECULE_TASK, check_task
+
 log = logging.getLogger(__name__)
 
-TASKS = ("mol2cap", "cap2mol")
-TSV_INPUT_COLUMN = {"mol2cap": "SMILES", "cap2mol": "description"}
+TSV_INPUT_COLUMN = {CAPTION_TASK: "SMILES", MOLECULE_TASK: "description"}
 
 
 class ScoringInputError(ValueError):
     """An input file that cannot be scored; the message names the file (and row or column)."""
-
-
-def check_task(task: str) -> str:
-    if task not in TASKS:
-        raise ScoringInputError(f"unknown task {task!r}; expected one of {TASKS}")
-    return task
 
 
 def read_molt5_tsv(path: str | Path, task: str | None = None) -> tuple[pd.DataFrame, str]:
@@ -105,7 +100,7 @@ def read_items(path: str | Path, task: str | None = None) -> tuple[pd.DataFrame,
         read_generations(path, task) if Path(path).suffix == ".parquet" else read_molt5_tsv(path, task)
     )
     refuse_nul_bytes(items, ["reference", "prediction"], path)
-    if task == "mol2cap":
+    if task == CAPTION_TASK:
         refuse_overlong_captions(items, ["reference", "prediction"], path)
     return items, task
 
@@ -150,7 +145,7 @@ def read_references(path: str | Path, task: str) -> pd.DataFrame:
     except ArtifactError as err:
         raise ScoringInputError(str(err)) from err
     if "reference" not in frame:
-        frame["reference"] = frame["caption" if task == "mol2cap" else "smiles"]
+        frame["reference"] = frame["caption" if task == CAPTION_TASK else "smiles"]
     frame = frame[["id", "reference"]].reset_index(drop=True)
     refuse_nul_bytes(frame, ["reference"], path)
     return frame

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from molmix.names import CAPTION_TASK, MOLECULE_TASK
 from molmix.scoring import fcd as fcd_module
 from molmix.scoring import molecules, text
 from molmix.scoring.tokenizer import TextTokenizer
@@ -27,7 +28,10 @@ from molmix.scoring.tokenizer import TextTokenizer
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-SHAPING_PACKAGES = {"mol2cap": ("tokenizers", "rouge-score"), "cap2mol": ("rdkit", "fcd-torch", "torch")}
+SHAPING_PACKAGES = {
+    CAPTION_TASK: ("tokenizers", "rouge-score"),
+    MOLECULE_TASK: ("rdkit", "fcd-torch", "torch"),
+}
 
 
 @dataclass
@@ -84,7 +88,7 @@ def mismatch(stats: ReferenceStatistics, ids, references) -> str | None:
 
 def statistics_settings(task: str, tokenizer: TextTokenizer | None, morgan_radius: int, fcd: bool) -> dict:
     """The settings a task's reference statistics depend on."""
-    if task == "mol2cap":
+    if task == CAPTION_TASK:
         return {"tokenizer_sha256": tokenizer.sha256, "max_tokens": tokenizer.max_tokens}
     settings = {"morgan_radius": morgan_radius, "fcd": fcd}
     if fcd:
@@ -97,7 +101,7 @@ def compute_statistics(
 ) -> ReferenceStatistics:
     ids, references = [str(i) for i in ids], list(references)
     stats = ReferenceStatistics(task, key, ids, references)
-    if task == "mol2cap":
+    if task == CAPTION_TASK:
         stats.tokens = tokenizer.tokenize(references)
         stats.rouge_tokens = text.rouge_tokens(references)
         return stats
@@ -124,7 +128,7 @@ def compute_statistics(
 
 def to_frame(stats: ReferenceStatistics) -> pd.DataFrame:
     frame = pd.DataFrame({"id": stats.ids, "reference": stats.references})
-    if stats.task == "mol2cap":
+    if stats.task == CAPTION_TASK:
         frame["tokens"] = stats.tokens
         frame["rouge_tokens"] = stats.rouge_tokens
         return frame
@@ -142,7 +146,7 @@ def from_frame(frame: pd.DataFrame, task: str, key: str) -> ReferenceStatistics:
     from rdkit import DataStructs
 
     stats = ReferenceStatistics(task, key, frame["id"].astype(str).tolist(), frame["reference"].tolist())
-    if task == "mol2cap":
+    if task == CAPTION_TASK:
         stats.tokens = [list(t) for t in frame["tokens"]]
         stats.rouge_tokens = [list(t) for t in frame["rouge_tokens"]]
         return stats

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
 
 def fixture_root() -> Path:
