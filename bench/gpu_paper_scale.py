@@ -32,12 +32,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
 from molmix import align, generate, lm  # noqa: E402
+from molmix.config import load_config  # noqa: E402
+from molmix.names import ALIGN_METHODS  # noqa: E402
 
 SHAPES = {  # Llama-2-7B, Meditron-7B's architecture (its config.json on the Hub)
     "7b": dict(
@@ -156,7 +157,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=ROOT, help="a finished demo run (default: this checkout)")
     parser.add_argument("--json", type=Path, required=True, help="where the measurements go")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="7b")
-    parser.add_argument("--method", choices=align.METHODS, default="dpo")
+    parser.add_argument("--method", choices=ALIGN_METHODS, default="dpo")
     parser.add_argument("--steps", type=int, default=3, help="optimizer steps")
     parser.add_argument("--examples-per-step", type=int, default=16, help="examples per optimizer step")
     parser.add_argument("--batch-size", type=int, help="per-device training batch (default: the paper's)")
@@ -166,21 +167,22 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
 
-    paper = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
+    paper = load_config(ROOT / "configs/paper.yaml")  # with the schema's defaults, as the pipeline
     cfg = paper["align"]
     settings = cfg["methods"][args.method]
-    batch_size = args.batch_size or settings.pop("batch_size", cfg["training"]["batch_size"])
+    batch_key = "per_device_train_batch_size"
+    batch_size = args.batch_size or settings.pop(batch_key, cfg["training"][batch_key])
     settings.pop("gradient_accumulation_steps", None)
     cfg["training"].update(
         max_steps=args.steps,
-        batch_size=batch_size,
+        per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=args.examples_per_step // batch_size,
         logging_steps=1,
         save_steps=10**6,
     )
     cuda = torch.cuda.is_available()
     if not cuda:
-        cfg["quantization"]["force"] = True
+        cfg["quantize_without_cuda"] = True
     decoding = dict(paper["generate"])
     if args.max_new_tokens:
         decoding["max_new_tokens"] = args.max_new_tokens

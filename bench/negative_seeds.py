@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python bench/negative_seeds.py --run RUN_DIR [--task cap2mol] [--seeds 1 2 3]
-        [--set models.negative.training.epochs=10 ...] [--json OUT]
+        [--set models.negative.training.num_train_epochs=10 ...] [--json OUT]
 RUN_DIR is a finished demo (its tokenizer and data are reused). For each seed the negative model of
 the task is trained as `train_negative_model` trains it (`models.negative` of RUN_DIR's config.yaml;
 --set overrides any key of that config) and its negatives generated as `generate_negatives` does, on one thread
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from molmix.config import validate_config
 from molmix.runtime import start_step
 
 
@@ -33,9 +34,7 @@ def one_seed(run: Path, task: str, cfg: dict, negatives_cfg: dict, seed: int) ->
     subsample = read_artifact(run / f"results/data/{dataset}/train.parquet", "pairs")
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model"
-        train_seq2seq(
-            run / f"results/models/{dataset}/tokenizer", raw, task, cfg, seed, model, Path(tmp) / "work"
-        )
+        train_seq2seq(run / f"results/models/{dataset}/tokenizer", raw, task, cfg, seed, model)
         frame, summary = generate_negatives(model, subsample, task, negatives_cfg, "t5")
     row = {
         "seed": seed,
@@ -64,6 +63,7 @@ def main() -> None:
         for name in parents:
             target = target[name]
         target[leaf] = yaml.safe_load(value)
+    validate_config(config)  # the schema's defaults, as the pipeline gets them
     cfg = config["models"]["negative"]
     with ProcessPoolExecutor(2) as pool:
         futures = [

@@ -10,13 +10,13 @@ from conftest import PAIRS
 from molmix.align import preference_records, train_alignment, use_quantization
 from molmix.artifacts import read_artifact
 from molmix.generate import generate_for_pairs
+from molmix.training import work_dir_for
 
 QUANT = {
     "load_in_4bit": True,
-    "double_quant": True,
-    "quant_type": "nf4",
-    "compute_dtype": "bfloat16",
-    "force": False,
+    "bnb_4bit_use_double_quant": True,
+    "bnb_4bit_quant_type": "nf4",
+    "bnb_4bit_compute_dtype": "bfloat16",
 }
 METHODS = {
     "sft": {"max_length": 128},
@@ -32,19 +32,21 @@ METHODS = {
 }
 
 
-def config(method, **quantization):
+def config(method, quantize_without_cuda=False):
+    """The settings the alignment rule passes (align without runs, one method), library keywords."""
     return {
         "training": {
-            "epochs": 1,
+            "num_train_epochs": 1,
             "max_steps": 2,
-            "batch_size": 2,
+            "per_device_train_batch_size": 2,
             "learning_rate": 1e-3,
             "logging_steps": 1,
             "save_steps": 1,
         },
         "methods": {method: METHODS[method]},
-        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"},
-        "quantization": {**QUANT, **quantization},
+        "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear"},
+        "quantization": QUANT,
+        "quantize_without_cuda": quantize_without_cuda,
     }
 
 
@@ -78,7 +80,7 @@ def test_quantization_switches_off_without_cuda(caplog):
     with caplog.at_level(logging.WARNING):
         assert use_quantization(QUANT) is False
     assert "4-bit quantisation switched off" in caplog.text
-    assert use_quantization({**QUANT, "force": True}) is True
+    assert use_quantization(QUANT, without_cuda=True) is True
     assert use_quantization({**QUANT, "load_in_4bit": False}) is False
 
 
@@ -108,13 +110,13 @@ def test_real_4bit_qlora_path_runs_on_cpu(tiny, negatives_file, tmp_path):
     from molmix.align import load_policy
     from molmix.lm import load_causal_lm
 
-    policy, quantized = load_policy(tiny / "cap2mol", {**QUANT, "force": True})
+    policy, quantized = load_policy(tiny / "cap2mol", QUANT, quantize_without_cuda=True)
     layers = [m for m in policy.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert quantized and layers and all(m.weight.quant_type == "nf4" for m in layers)
     assert not policy.is_activation_checkpointing
     out = outputs(tmp_path)
     history = train_alignment(
-        str(tiny / "cap2mol"), [str(negatives_file)], "dpo", config("dpo", force=True), 0, out
+        str(tiny / "cap2mol"), [str(negatives_file)], "dpo", config("dpo", quantize_without_cuda=True), 0, out
     )
     assert history["quantized"].all()
     # the merged model is the unquantised base plus the trained adapter: plain float weights
@@ -132,7 +134,7 @@ def test_resume_uses_the_last_checkpoint(tiny, negatives_file, tmp_path, caplog)
     out = outputs(tmp_path)
     cfg = config("sft")
     # one whole epoch: transformers 5.24 trains one step past max_steps when it resumes mid-epoch
-    cfg["training"]["max_steps"] = None
+    cfg["training"]["max_steps"] = -1
     # a run killed after its last step: its trainer checkpoint is left in the work folder
     from molmix import align
 
@@ -148,7 +150,7 @@ def test_resume_uses_the_last_checkpoint(tiny, negatives_file, tmp_path, caplog)
         align.merge_adapter = original
     assert "discarding checkpoints" not in caplog.text and "resuming" not in caplog.text  # a fresh start
     caplog.clear()
-    checkpoints = sorted((tmp_path / ".checkpoints").glob("checkpoint-*"))
+    checkpoints = sorted(work_dir_for(out["adapter"]).glob("checkpoint-*"))
     assert len(checkpoints) == 1
     last = int(checkpoints[0].name.removeprefix("checkpoint-"))
     assert last >= 2
@@ -157,14 +159,14 @@ def test_resume_uses_the_last_checkpoint(tiny, negatives_file, tmp_path, caplog)
             str(tiny / "cap2mol"), [str(negatives_file)], "sft", cfg, 0, outputs(tmp_path)
         )
     assert f"resuming from {checkpoints[-1]}" in caplog.text
-    assert not (tmp_path / ".checkpoints").exists()  # removed once the outputs are saved
+    assert not work_dir_for(out["adapter"]).exists()  # removed once the outputs are saved
     assert history.dropna(subset=["loss"])["step"].tolist() == list(
         range(1, last + 1)
     )  # restored, not retrained
 
 
 def test_checkpoints_of_other_settings_are_not_resumed(tmp_path):
-    from molmix.lm import resumable_checkpoint
+    from molmix.training import resumable_checkpoint
 
     (tmp_path / "checkpoint-5").mkdir(parents=True)
     (tmp_path / "checkpoint-5" / "trainer_state.json").write_text("{}")
@@ -174,7 +176,7 @@ def test_checkpoints_of_other_settings_are_not_resumed(tmp_path):
 
 
 def test_a_checkpoint_killed_while_written_is_not_resumed(tmp_path):
-    from molmix.lm import resumable_checkpoint
+    from molmix.training import resumable_checkpoint
 
     settings = {"beta": 0.1}
     assert resumable_checkpoint(tmp_path, settings) is None  # stamps the settings
@@ -188,27 +190,34 @@ def test_a_checkpoint_killed_while_written_is_not_resumed(tmp_path):
 
 
 def test_kto_needs_a_per_device_batch_above_one(write_config):
-    from molmix.align import trainer_for
     from molmix.config import ConfigError, load_config
 
-    cfg = config("kto")
-    cfg["training"].update(batch_size=1, gradient_accumulation_steps=64)
-    records = [{"prompt": "p", "completion": "c", "label": True}] * 4
-    with pytest.raises(ValueError, match="align.methods.kto.batch_size"):
-        trainer_for("kto", None, None, records, cfg, 0, "unused", None)
-    with pytest.raises(ConfigError, match="align.methods.kto.batch_size: KTO needs a per-device batch"):
-        load_config(write_config({"align.training.batch_size": 1}))
-    paper_like = load_config(
-        write_config({"align.training.batch_size": 1, "align.methods.kto.batch_size": 2})
+    key = "per_device_train_batch_size"
+    with pytest.raises(ConfigError, match=f"align.methods.kto.{key}: KTO needs a per-device batch"):
+        load_config(write_config({f"align.training.{key}": 1}))
+    paper_like = load_config(write_config({f"align.training.{key}": 1, f"align.methods.kto.{key}": 2}))
+    assert paper_like["align"]["methods"]["kto"][key] == 2
+    with pytest.raises(ConfigError, match=f"align.methods.kto.{key}: 1 is less than the minimum of 2"):
+        load_config(write_config({f"align.methods.kto.{key}": 1}))
+
+
+def test_a_trl_setting_molmix_never_names_reaches_trl(tiny, write_config, tmp_path):
+    """align.methods.dpo.precompute_ref_log_probs is nowhere in molmix: it passes through to DPOConfig."""
+    from molmix.align import lora_config, trainer_for
+    from molmix.config import load_config
+    from molmix.lm import load_causal_lm, load_tokenizer
+
+    align = load_config(write_config({"align.methods.dpo.precompute_ref_log_probs": True}))["align"]
+    cfg = {key: value for key, value in align.items() if key not in ("runs", "methods")}
+    cfg["methods"] = {"dpo": align["methods"]["dpo"]}  # what the alignment rule passes
+    records = [{"prompt": "p", "chosen": "a", "rejected": "b"}] * 2
+    model, tokenizer = load_causal_lm(tiny / "cap2mol"), load_tokenizer(tiny / "cap2mol")
+    trainer = trainer_for(
+        "dpo", model, tokenizer, records, cfg, 0, tmp_path / "adapter", lora_config(cfg["lora"])
     )
-    assert paper_like["align"]["methods"]["kto"]["batch_size"] == 2
-
-
-def test_the_papers_nf64_is_rejected_pointing_to_nf4(write_config):
-    from molmix.config import ConfigError, load_config
-
-    with pytest.raises(ConfigError, match=r"align.quantization.quant_type: 'nf64' is not one of.*use nf4"):
-        load_config(write_config({"align.quantization.quant_type": "nf64"}))
+    assert trainer.args.precompute_ref_log_probs is True
+    assert trainer.args.beta == align["methods"]["dpo"]["beta"] and trainer.args.loss_type == ["sigmoid"]
+    assert trainer.args.output_dir == str(work_dir_for(tmp_path / "adapter"))
 
 
 def test_over_long_records_are_counted(tiny):
@@ -217,9 +226,9 @@ def test_over_long_records_are_counted(tiny):
 
     tokenizer = load_tokenizer(tiny / "tok")
     records = [{"prompt": "C", "chosen": "C" * 100, "rejected": "CC"}, {"prompt": "C", "completion": "N"}]
-    assert count_over_length(records, tokenizer, {"max_length": 1000}) == 0
-    assert count_over_length(records, tokenizer, {"max_length": 1000, "max_completion_length": 8}) == 1
-    assert count_over_length(records, tokenizer, {"max_length": 2}) == 2
+    assert count_over_length(records, tokenizer, 1000) == 0
+    assert count_over_length(records, tokenizer, 1000, max_completion_length=8) == 1
+    assert count_over_length(records, tokenizer, 2) == 2
 
 
 def test_an_empty_preference_file_is_an_error_naming_it(tiny, tmp_path):
@@ -235,10 +244,10 @@ def test_an_empty_preference_file_is_an_error_naming_it(tiny, tmp_path):
 
 def test_gradient_checkpointing_follows_the_config_on_cuda(tiny, monkeypatch):
     """PEFT's k-bit preparation turns checkpointing on by default; Fig. 14 trains without it."""
-    from molmix import lm
+    from molmix import training
     from molmix.align import load_policy
 
-    monkeypatch.setattr(lm, "has_cuda", lambda: True)  # bitsandbytes runs the 4-bit load on CPU too
-    quantization = {**QUANT, "compute_dtype": "float32"}
+    monkeypatch.setattr(training, "has_cuda", lambda: True)  # bitsandbytes runs the 4-bit load on CPU too
+    quantization = {**QUANT, "bnb_4bit_compute_dtype": "float32"}
     assert not load_policy(tiny / "cap2mol", quantization, False)[0].is_activation_checkpointing
     assert load_policy(tiny / "cap2mol", quantization, True)[0].is_activation_checkpointing

@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from conftest import REPO, run_snakemake
 from molmix.artifacts import read_artifact, write_artifact
+from molmix.config import load_config
 from molmix.demo_data import build_demo_dataset
 from molmix.nli.train import caption_checks
 
@@ -24,7 +24,7 @@ SYSTEMS = ("slerp+cpo", "pertask")
 def demo(tmp_path_factory):
     """The embedded default's demo dataset (train split written as the raw file the rule reads)."""
     root = tmp_path_factory.mktemp("nli-demo")
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = load_config(REPO / "config.yaml")  # the schema's defaults too, as the rule gets them
     data = build_demo_dataset(**config["dataset"]["demo"], seed=config["seed"])
     for split in ("train", "test"):
         frame = data[data["split"] == split].drop(columns="split").reset_index(drop=True)

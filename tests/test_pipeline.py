@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
+from fixtures import fixture_path
 from molmix.artifacts import read_artifact
-from molmix.fixtures import fixture_path
+from molmix.training import work_dir_for
 
 TINY = REPO / "tests/config/tiny.yaml"
 # steps downstream of generation, which a changed model legitimately re-runs
@@ -181,7 +182,7 @@ def test_killed_training_resumes_and_completes(finished_run, tmp_path):
     uninterrupted = copy_run(finished_run, tmp_path / "uninterrupted", run_dir)
     run_snakemake(uninterrupted, target, configfile=config)
     workdir = copy_run(finished_run, tmp_path / "killed", run_dir)
-    checkpoints = workdir / run_dir / ".checkpoints"
+    checkpoints = work_dir_for(workdir / run_dir / "adapter")
     kill_when(workdir, config, target, lambda: any(checkpoints.glob("checkpoint-*")))
     assert not (workdir / target).exists() or os.path.getmtime(workdir / target) < time.time() - 5
     run_snakemake(workdir, target, "--rerun-incomplete", configfile=config)

@@ -5,9 +5,13 @@ in TRL 1.16) and ``KTOTrainer``. The policy is the initial model with LoRA adapt
 the reference model is the same network with its adapters disabled (``ref_model=None`` with a
 ``peft_config``), so no second copy is loaded. QLoRA (4-bit NF4, double quantisation, bf16 compute)
 is used on CUDA; on a machine without CUDA it is switched off with a warning and the same code trains
-plain LoRA in fp32, unless ``quantization.force`` asks for the real 4-bit path (bitsandbytes runs NF4
+plain LoRA in fp32, unless ``quantize_without_cuda`` asks for the real 4-bit path (bitsandbytes runs NF4
 on CPU too, about 8x slower). After training, the adapter is saved, the base is reloaded unquantised,
 and the adapter is merged into it (``merge_and_unload``) for generation.
+
+The settings are the libraries' own keywords, passed through (:mod:`molmix.library_settings` checks
+them): ``training`` and ``methods.<method>`` (which wins) of the method's TRL config, ``lora`` of
+PEFT's ``LoraConfig``, ``quantization`` of transformers' ``BitsAndBytesConfig``.
 
 Note on "DPO": the author's DPO runs used TRL's former ``kto_pair`` loss (removed from TRL); our
 ``dpo`` is TRL's ``DPOTrainer`` with the configured ``loss_type`` (default ``sigmoid``, Eq. 3).
@@ -22,12 +26,20 @@ from typing import Any
 
 import pandas as pd
 
-from molmix import lm
+from molmix import lm, training
 from molmix.artifacts import atomic_directory, atomic_path, read_artifact, write_artifact
+from molmix.library_settings import METHOD_CONFIGS, library_class
+from molmix.names import ALIGN_METHODS
 
 log = logging.getLogger(__name__)
 
-METHODS = ("sft", "dpo", "cpo", "kto")
+TRAINERS = {
+    "sft": ("trl", "SFTTrainer"),
+    "dpo": ("trl", "DPOTrainer"),
+    "cpo": ("trl.experimental.cpo", "CPOTrainer"),
+    "kto": ("trl", "KTOTrainer"),
+}
+"""Each method's TRL trainer (module, class); its config class is ``library_settings.METHOD_CONFIGS``."""
 
 
 def preference_records(negatives: pd.DataFrame, method: str) -> list[dict[str, Any]]:
@@ -49,137 +61,96 @@ def preference_records(negatives: pd.DataFrame, method: str) -> list[dict[str, A
             records.append({"prompt": r["prompt"], "completion": r["chosen"], "label": True})
             records.append({"prompt": r["prompt"], "completion": r["rejected"], "label": False})
         return records
-    raise ValueError(f"unknown alignment method {method!r}; expected one of {METHODS}")
+    raise ValueError(f"unknown alignment method {method!r}; expected one of {ALIGN_METHODS}")
 
 
-def use_quantization(cfg: Mapping[str, Any]) -> bool:
-    """4-bit loading on CUDA when configured; off (with a warning) without CUDA unless forced."""
-    if not cfg["load_in_4bit"]:
+def use_quantization(quantization: Mapping[str, Any], without_cuda: bool = False) -> bool:
+    """Quantised loading on CUDA when ``quantization`` asks for it; off (with a warning) without CUDA
+    unless ``without_cuda``."""
+    if not (quantization.get("load_in_4bit") or quantization.get("load_in_8bit")):
         return False
-    if lm.has_cuda() or cfg.get("force", False):
+    if training.has_cuda() or without_cuda:
         return True
     log.warning("no CUDA device: 4-bit quantisation switched off, training plain LoRA in fp32")
     return False
 
 
-def bnb_config(cfg: Mapping[str, Any]):
-    import torch
+def bnb_config(quantization: Mapping[str, Any]):
+    """transformers' ``BitsAndBytesConfig`` of the ``quantization`` block (its own keywords)."""
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_use_double_quant=cfg["double_quant"],
-        bnb_4bit_quant_type=cfg["quant_type"],
-        bnb_4bit_compute_dtype=getattr(torch, cfg["compute_dtype"]),
-    )
+    return BitsAndBytesConfig(**quantization)
 
 
-def lora_config(cfg: Mapping[str, Any]):
+def lora_config(lora: Mapping[str, Any]):
+    """PEFT's ``LoraConfig`` of the ``lora`` block (its own keywords) for a causal LM, adapters only."""
     from peft import LoraConfig
 
-    return LoraConfig(
-        r=cfg["r"],
-        lora_alpha=cfg["alpha"],
-        lora_dropout=cfg["dropout"],
-        target_modules=cfg["target_modules"],
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    return LoraConfig(**lora, bias="none", task_type="CAUSAL_LM")
 
 
-def load_policy(model_dir: str | Path, quantization: Mapping[str, Any], gradient_checkpointing: bool = False):
-    """The initial model, 4-bit and prepared for k-bit training when quantisation is on.
+def load_policy(
+    model_dir: str | Path,
+    quantization: Mapping[str, Any],
+    gradient_checkpointing: bool = False,
+    quantize_without_cuda: bool = False,
+):
+    """The initial model, quantised and prepared for k-bit training when quantisation is on.
 
     Gradient checkpointing follows the training settings (Fig. 14: off) and is never used without CUDA;
     PEFT's preparation would otherwise switch it on.
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
     lm.check_model_dir(model_dir)
-    if not use_quantization(quantization):
+    if not use_quantization(quantization, quantize_without_cuda):
         return lm.load_causal_lm(model_dir), False
     from peft import prepare_model_for_kbit_training
 
+    config = bnb_config(quantization)
     model = AutoModelForCausalLM.from_pretrained(
-        str(model_dir),
-        quantization_config=bnb_config(quantization),
-        dtype=getattr(torch, quantization["compute_dtype"]),
+        str(model_dir), quantization_config=config, dtype=config.bnb_4bit_compute_dtype
     )
-    checkpointing = gradient_checkpointing and lm.has_cuda()
+    checkpointing = gradient_checkpointing and training.has_cuda()
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing), True
 
 
+def method_settings(cfg: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """The TRL keywords of ``method``: ``cfg["training"]``, overridden by ``cfg["methods"][method]``."""
+    return {**cfg["training"], **cfg["methods"][method]}
+
+
 def trainer_for(
-    method: str, model, tokenizer, records, cfg: Mapping[str, Any], seed: int, work_dir, peft_config
+    method: str, model, tokenizer, records, cfg: Mapping[str, Any], seed: int, out_dir, peft_config
 ):
-    """The TRL trainer of ``method`` with its loss settings from ``cfg[method]``."""
+    """The TRL trainer of ``method`` with its config from :func:`method_settings`; checkpoints go to the
+    work folder of ``out_dir`` (the adapter folder). DPO and KTO get ``ref_model=None``: the reference
+    is the adapter-disabled policy."""
+    import importlib
+
     from datasets import Dataset
 
-    common = lm.training_arguments(cfg["training"], work_dir, seed)
-    settings = cfg["methods"][method]
-    dataset = Dataset.from_list(records)
-    kwargs = {
-        "model": model,
-        "train_dataset": dataset,
-        "processing_class": tokenizer,
-        "peft_config": peft_config,
-    }
-    if method == "sft":
-        from trl import SFTConfig, SFTTrainer
-
-        args = SFTConfig(**common, max_length=settings["max_length"], completion_only_loss=True)
-        return SFTTrainer(args=args, **kwargs)
-    if method == "dpo":
-        from trl import DPOConfig, DPOTrainer
-
-        args = DPOConfig(
-            **common,
-            beta=settings["beta"],
-            loss_type=[settings["loss_type"]],
-            max_length=settings["max_length"],
-        )
-        return DPOTrainer(ref_model=None, args=args, **kwargs)
-    if method == "cpo":
-        from trl.experimental.cpo import CPOConfig, CPOTrainer
-
-        args = CPOConfig(
-            **common,
-            beta=settings["beta"],
-            cpo_alpha=settings["cpo_alpha"],
-            loss_type=settings["loss_type"],
-            max_length=settings["max_length"],
-            max_completion_length=settings["max_completion_length"],
-        )
-        return CPOTrainer(args=args, **kwargs)
-    if method == "kto":
-        from trl import KTOConfig, KTOTrainer
-
-        for key, arg in (
-            ("batch_size", "per_device_train_batch_size"),
-            ("gradient_accumulation_steps", "gradient_accumulation_steps"),
-        ):
-            if settings.get(key):
-                common[arg] = settings[key]
-        if common["per_device_train_batch_size"] < 2:
-            raise ValueError(
-                "align.methods.kto.batch_size: KTO needs a per-device batch size of at least 2 (TRL "
-                "estimates its KL term from mismatched pairs inside one batch; gradient accumulation "
-                "does not count)"
-            )
-        args = KTOConfig(
-            **common,
-            beta=settings["beta"],
-            desirable_weight=settings["desirable_weight"],
-            undesirable_weight=settings["undesirable_weight"],
-            max_length=settings["max_length"],
-        )
-        return KTOTrainer(ref_model=None, args=args, **kwargs)
-    raise ValueError(f"unknown alignment method {method!r}; expected one of {METHODS}")
+    if method not in TRAINERS:
+        raise ValueError(f"unknown alignment method {method!r}; expected one of {ALIGN_METHODS}")
+    pipeline = {"completion_only_loss": True} if method == "sft" else {}
+    arguments = training.trainer_arguments(method_settings(cfg, method), out_dir, seed, **pipeline)
+    args = library_class(METHOD_CONFIGS[method])(**arguments)
+    module, name = TRAINERS[method]
+    reference = {"ref_model": None} if method in ("dpo", "kto") else {}
+    return getattr(importlib.import_module(module), name)(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(records),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        **reference,
+    )
 
 
-def count_over_length(records: Sequence[Mapping[str, Any]], tokenizer, settings: Mapping[str, Any]) -> int:
-    """How many records exceed the method's ``max_length`` (or CPO's ``max_completion_length``).
+def count_over_length(
+    records: Sequence[Mapping[str, Any]], tokenizer, max_length: int, max_completion_length: int | None = None
+) -> int:
+    """How many records exceed ``max_length`` tokens (or a completion ``max_completion_length``).
 
     TRL truncates such examples silently; this count is logged so the loss of text is visible.
     """
@@ -188,11 +159,26 @@ def count_over_length(records: Sequence[Mapping[str, Any]], tokenizer, settings:
         prompt = len(tokenizer(record["prompt"]).input_ids)
         completions = [record[k] for k in ("completion", "chosen", "rejected") if k in record]
         longest = max(len(tokenizer(c, add_special_tokens=False).input_ids) for c in completions) + 1
-        too_long = prompt + longest > settings["max_length"]
-        if "max_completion_length" in settings:
-            too_long |= longest > settings["max_completion_length"]
+        too_long = prompt + longest > max_length
+        if max_completion_length is not None:
+            too_long |= longest > max_completion_length
         over += too_long
     return over
+
+
+def _warn_over_length(records: Sequence[Mapping[str, Any]], tokenizer, args) -> None:
+    """Log how many records the trainer's ``max_length`` (CPO: ``max_completion_length``) truncates."""
+    limit = getattr(args, "max_completion_length", None)
+    over = count_over_length(records, tokenizer, args.max_length, limit)
+    if over:
+        log.warning(
+            "%d of %d records exceed max_length=%s%s tokens; TRL truncates them "
+            "(or drops them if no completion is left)",
+            over,
+            len(records),
+            args.max_length,
+            f" or max_completion_length={limit}" if limit is not None else "",
+        )
 
 
 def merge_adapter(init_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> None:
@@ -239,8 +225,10 @@ def train_alignment(
 ) -> pd.DataFrame:
     """Align ``init_dir`` with ``method`` on the preference pairs of every task.
 
-    ``outputs``: adapter (folder), model (merged folder), history (Parquet), curve (PNG). Trainer
-    checkpoints live beside the adapter; a re-run after a kill resumes from the newest one.
+    ``cfg``: ``training``, ``methods`` (with ``method``'s settings), ``lora``, ``quantization`` and
+    ``quantize_without_cuda``. ``outputs``: adapter (folder), model (merged folder), history
+    (Parquet), curve (PNG). Trainer checkpoints go to the adapter's work folder; a re-run after a kill
+    resumes from the newest one (:func:`molmix.training.train_and_save`).
     """
     negatives = pd.concat([read_artifact(p, "negatives") for p in negatives_paths], ignore_index=True)
     if negatives.empty:
@@ -248,30 +236,24 @@ def train_alignment(
     records = preference_records(negatives, method)
     log.info("%s on %s: %d training records", method, init_dir, len(records))
     tokenizer = lm.load_tokenizer(init_dir)
-    settings = cfg["methods"][method]
-    over = count_over_length(records, tokenizer, settings)
-    if over:
-        log.warning(
-            "%d of %d records exceed max_length=%s%s tokens; TRL truncates them "
-            "(or drops them if no completion is left)",
-            over,
-            len(records),
-            settings["max_length"],
-            f" or max_completion_length={settings['max_completion_length']}"
-            if "max_completion_length" in settings
-            else "",
-        )
-    checkpointing = cfg["training"].get("gradient_checkpointing", False)
-    model, quantized = load_policy(init_dir, cfg["quantization"], checkpointing)
-    work_dir = Path(outputs["adapter"]).parent / ".checkpoints"
+    checkpointing = method_settings(cfg, method).get("gradient_checkpointing", False)
+    model, quantized = load_policy(
+        init_dir, cfg["quantization"], checkpointing, cfg.get("quantize_without_cuda", False)
+    )
+
+    def make_trainer():
+        lora = lora_config(cfg["lora"])
+        trainer = trainer_for(method, model, tokenizer, records, cfg, seed, outputs["adapter"], lora)
+        _warn_over_length(records, tokenizer, trainer.args)
+        return trainer
+
+    def save(trainer):
+        with atomic_directory(outputs["adapter"]) as tmp:
+            trainer.model.save_pretrained(tmp)
+        merge_adapter(init_dir, outputs["adapter"], outputs["model"])
+
     run = {"cfg": cfg, "seed": seed, "method": method, "init": str(init_dir), "n": len(records)}
-    checkpoint = lm.resumable_checkpoint(work_dir, run)  # before the trainer creates the folder
-    trainer = trainer_for(method, model, tokenizer, records, cfg, seed, work_dir, lora_config(cfg["lora"]))
-    trainer.train(resume_from_checkpoint=checkpoint)
-    with atomic_directory(outputs["adapter"]) as tmp:
-        trainer.model.save_pretrained(tmp)
-    merge_adapter(init_dir, outputs["adapter"], outputs["model"])
-    lm.finish_run(work_dir)
+    trainer, _ = training.train_and_save(make_trainer, run, outputs["adapter"], save)
     history = pd.DataFrame(trainer.state.log_history)
     history.columns = [str(c) for c in history.columns]
     history.insert(0, "method", method)

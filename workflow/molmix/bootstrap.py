@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from molmix import lm
 from molmix.artifacts import read_artifact, write_json
-from molmix.prompts import TASKS
+from molmix.names import CAPTION_TASK, TASKS
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +47,7 @@ def train_causal_lm(
     pairs = read_artifact(train_path, "pairs")
     records = lm.sft_records(pairs, tasks)
     log.info("training %s on %d %s examples", model_dir, len(records), "+".join(tasks))
-    history = lm.train_sft(
-        model_dir, records, cfg, seed, out_dir, Path(out_dir).parent / f".{Path(out_dir).name}.work"
-    )
+    history = lm.train_sft(model_dir, records, cfg, seed, out_dir)
     _write_history(history, history_path)
 
 
@@ -66,8 +63,7 @@ def train_negative_model(
     from molmix.negatives import train_seq2seq
 
     pairs = read_artifact(train_path, "pairs")
-    work = Path(out_dir).parent / f".{Path(out_dir).name}.work"
-    history = train_seq2seq(tokenizer_dir, pairs, task, cfg, seed, out_dir, work)
+    history = train_seq2seq(tokenizer_dir, pairs, task, cfg, seed, out_dir)
     _write_history(history, history_path)
 
 
@@ -107,7 +103,7 @@ def learning_check(models: Mapping[str, str], test_path: str, cfg: Mapping[str, 
     for name, model_dir in models.items():
         row = {}
         for task, frame, stats in generate_tasks(dict.fromkeys(TASKS, model_dir), test, cfg, name):
-            if task == "mol2cap":
+            if task == CAPTION_TASK:
                 row.update(caption_overlap(frame["reference"].tolist(), frame["prediction"].tolist()))
             else:
                 row["validity"] = smiles_validity(frame["prediction"].tolist())

@@ -9,7 +9,6 @@ prompt/completion data, so the loss covers the completion only and an EOS is app
 
 from __future__ import annotations
 
-import json
 import logging
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,7 +18,8 @@ from typing import Any
 import pandas as pd
 
 from molmix.artifacts import atomic_directory
-from molmix.prompts import TASKS, build_prompt, prompt_completion, template_parts
+from molmix.names import TASKS
+from molmix.prompts import prompt_completion, template_parts
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,6 @@ class ModelError(ValueError):
     """A model path or id that cannot be used; the message names it."""
 
 
-def has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def check_model_dir(path: str | Path, *, need_tokenizer: bool = True) -> Path:
     """A local model folder with a config (and tokenizer), or a clear error naming it."""
     path = Path(path)
@@ -45,11 +39,6 @@ def check_model_dir(path: str | Path, *, need_tokenizer: bool = True) -> Path:
     if need_tokenizer and not any((path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
         raise ModelError(f"{path}: model folder has no tokenizer (tokenizer.json / tokenizer_config.json)")
     return path
-
-
-def local_model_name(repo_id: str) -> str:
-    """Folder name under resources/models/ for a Hub id (``org/name`` -> ``org--name``)."""
-    return repo_id.replace("/", "--")
 
 
 def download_model(repo_id: str, out_dir: str | Path, revision: str | None = None) -> None:
@@ -170,115 +159,38 @@ def sft_records(pairs: pd.DataFrame, tasks: Sequence[str]) -> list[dict[str, str
     return records
 
 
-def training_arguments(cfg: Mapping[str, Any], output_dir: str | Path, seed: int) -> dict[str, Any]:
-    """TrainingArguments shared by the SFT and alignment trainers; CPU runs drop bf16 and checkpointing."""
-    cuda = has_cuda()
-    return {
-        "output_dir": str(output_dir),
-        "num_train_epochs": cfg["epochs"],
-        "max_steps": cfg.get("max_steps", -1) or -1,
-        "per_device_train_batch_size": cfg["batch_size"],
-        "gradient_accumulation_steps": cfg.get("gradient_accumulation_steps", 1),
-        "learning_rate": cfg["learning_rate"],
-        "lr_scheduler_type": cfg.get("lr_scheduler_type", "linear"),
-        "warmup_steps": cfg.get("warmup_ratio", 0.0),
-        "max_grad_norm": cfg.get("max_grad_norm", 1.0),
-        "optim": cfg.get("optim", "adamw_torch") if cuda else "adamw_torch",
-        "weight_decay": cfg.get("weight_decay", 0.0),
-        "logging_steps": cfg.get("logging_steps", 10),
-        "save_strategy": "steps",
-        "save_steps": cfg.get("save_steps", 50),
-        "save_total_limit": 1,
-        "seed": seed,
-        "data_seed": seed,
-        "bf16": cuda and cfg.get("bf16", True),
-        "gradient_checkpointing": cuda and cfg.get("gradient_checkpointing", False),
-        "use_cpu": not cuda,
-        "report_to": [],
-        "disable_tqdm": False,
-        "dataloader_num_workers": 0,
-    }
-
-
-def resumable_checkpoint(work_dir: str | Path, settings: Any) -> str | None:
-    """The newest complete ``checkpoint-N`` of an interrupted run with the same ``settings``, if any.
-
-    The work folder records a hash of the settings; checkpoints of a run with other settings are
-    discarded rather than resumed. A checkpoint is complete once the Trainer has written its
-    ``trainer_state.json``, the last file it saves; newer, incomplete ones (the run was killed while
-    writing them) are removed. :func:`finish_run` removes the folder once the outputs are saved.
-    """
-    import shutil
-
-    from molmix.artifacts import config_hash
-
-    work_dir = Path(work_dir)
-    stamp = work_dir / "settings.hash"
-    expected = config_hash(settings)
-    if work_dir.is_dir() and (not stamp.exists() or stamp.read_text() != expected):
-        log.info("discarding checkpoints of a run with other settings in %s", work_dir)
-        shutil.rmtree(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(expected)
-    steps = {p: p.name.removeprefix("checkpoint-") for p in work_dir.glob("checkpoint-*") if p.is_dir()}
-    numbered = [p for p, step in steps.items() if step.isdigit()]
-    for checkpoint in sorted(numbered, key=lambda p: int(steps[p]), reverse=True):
-        if _complete_checkpoint(checkpoint):
-            log.info("resuming from %s", checkpoint)
-            return str(checkpoint)
-        log.warning("removing %s: incomplete (the run was killed while writing it)", checkpoint)
-        shutil.rmtree(checkpoint)
-    return None
-
-
-def _complete_checkpoint(checkpoint: Path) -> bool:
-    try:
-        json.loads((checkpoint / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def finish_run(work_dir: str | Path) -> None:
-    """Remove a finished run's checkpoints (its outputs are saved)."""
-    import shutil
-
-    shutil.rmtree(work_dir, ignore_errors=True)
-
-
 def train_sft(
     model_dir: str | Path,
     records: list[dict[str, str]],
     cfg: Mapping[str, Any],
     seed: int,
     out_dir: str | Path,
-    work_dir: str | Path,
 ) -> pd.DataFrame:
     """Full-parameter SFT of ``model_dir`` on prompt/completion ``records``; returns the log history.
 
-    Checkpoints go to ``work_dir``; a re-run after a kill resumes from the last one.
+    ``cfg``: SFTConfig keywords (``models.base.pretrain``, ``models.pertask.training``). A re-run after
+    a kill resumes from the last checkpoint (:func:`molmix.training.train_and_save`).
     """
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    from molmix.training import save_model, train_and_save, trainer_arguments
+
     tokenizer = load_tokenizer(model_dir)
-    model = load_causal_lm(model_dir)
-    args = SFTConfig(
-        **training_arguments(cfg, work_dir, seed),
-        max_length=cfg["max_length"],
-        completion_only_loss=True,
+
+    def make_trainer():
+        args = SFTConfig(**trainer_arguments(cfg, out_dir, seed, completion_only_loss=True))
+        return SFTTrainer(
+            model=load_causal_lm(model_dir),
+            args=args,
+            train_dataset=Dataset.from_list(records),
+            processing_class=tokenizer,
+        )
+
+    trainer, _ = train_and_save(
+        make_trainer,
+        {"cfg": cfg, "seed": seed, "data": records},
+        out_dir,
+        lambda trainer: save_model(trainer, tokenizer, out_dir),
     )
-    dataset = Dataset.from_list(records)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    trainer.train(
-        resume_from_checkpoint=resumable_checkpoint(work_dir, {"cfg": cfg, "seed": seed, "data": records})
-    )
-    with atomic_directory(out_dir) as tmp:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-    finish_run(work_dir)
     return pd.DataFrame(trainer.state.log_history)
-
-
-def prompts_for(task: str, sources: Iterable[str]) -> list[str]:
-    return [build_prompt(task, source) for source in sources]

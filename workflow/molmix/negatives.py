@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from molmix.artifacts import atomic_directory
 from molmix.generate import generate_texts, load_generator
-from molmix.lm import load_tokenizer, training_arguments
+from molmix.lm import load_tokenizer
+from molmix.names import MOLECULE_TASK
 from molmix.prompts import build_prompt, source_and_target
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,12 @@ def train_seq2seq(
     cfg: Mapping[str, Any],
     seed: int,
     out_dir: str | Path,
-    work_dir: str | Path,
 ) -> pd.DataFrame:
-    """Train a tiny T5 (``cfg``: architecture, training) from scratch on ``task``; returns the log history."""
+    """Train a tiny T5 from scratch on ``task``; returns the log history.
+
+    ``cfg`` is ``models.negative``: ``architecture``, ``max_length`` (tokens of a source or target)
+    and ``training`` (Seq2SeqTrainingArguments keywords).
+    """
     import torch
     from datasets import Dataset
     from transformers import (
@@ -44,11 +47,11 @@ def train_seq2seq(
         T5ForConditionalGeneration,
     )
 
-    from molmix.lm import finish_run, resumable_checkpoint
+    from molmix.training import save_model, train_and_save, trainer_arguments
 
     tokenizer = load_tokenizer(tokenizer_dir)
     torch.manual_seed(seed)
-    arch, training = cfg["architecture"], cfg["training"]
+    arch, max_length = cfg["architecture"], cfg["max_length"]
     model = T5ForConditionalGeneration(
         T5Config(
             vocab_size=len(tokenizer),
@@ -69,31 +72,31 @@ def train_seq2seq(
     )
 
     def encode(batch):
-        features = tokenizer(batch["source"], truncation=True, max_length=training["max_length"])
+        features = tokenizer(batch["source"], truncation=True, max_length=max_length)
         labels = tokenizer(
-            [t + tokenizer.eos_token for t in batch["target"]],
-            truncation=True,
-            max_length=training["max_length"],
+            [t + tokenizer.eos_token for t in batch["target"]], truncation=True, max_length=max_length
         )
         features["labels"] = labels["input_ids"]
         return features
 
     dataset = Dataset.from_dict({"source": list(sources), "target": list(targets)})
     dataset = dataset.map(encode, batched=True, remove_columns=["source", "target"])
-    args = Seq2SeqTrainingArguments(**training_arguments(training, work_dir, seed))
-    trainer = Seq2SeqTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
-        processing_class=tokenizer,
+
+    def make_trainer():
+        return Seq2SeqTrainer(
+            model=model,
+            args=Seq2SeqTrainingArguments(**trainer_arguments(cfg["training"], out_dir, seed)),
+            train_dataset=dataset,
+            data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
+            processing_class=tokenizer,
+        )
+
+    trainer, _ = train_and_save(
+        make_trainer,
+        {"cfg": cfg, "seed": seed, "task": task, "n": len(pairs)},
+        out_dir,
+        lambda trainer: save_model(trainer, tokenizer, out_dir),
     )
-    settings = {"cfg": cfg, "seed": seed, "task": task, "n": len(pairs)}
-    trainer.train(resume_from_checkpoint=resumable_checkpoint(work_dir, settings))
-    with atomic_directory(out_dir) as tmp:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-    finish_run(work_dir)
     return pd.DataFrame(trainer.state.log_history)
 
 
@@ -132,7 +135,7 @@ def preference_pairs(
         }
     )
     same = frame["chosen"] == frame["rejected"]
-    if task == "cap2mol":
+    if task == MOLECULE_TASK:
         same |= same_molecule(frame["chosen"], frame["rejected"])
     empty = frame["rejected"].str.strip() == ""
     counts = {

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from molmix.artifacts import atomic_directory, read_artifact, write_json
+from molmix.artifacts import read_artifact, write_json
 from molmix.demo_data import Fact, all_facts, stable_hash
 from molmix.nli.decompose import decompose_rules
 
@@ -258,9 +258,15 @@ def train_nli_model(
     test_raw: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train the demo NLI model from the raw train split's facts; write it and its held-out metrics
-    (pairs held out of training and, given ``test_raw``, :func:`caption_checks` on test captions)."""
-    import torch
+    (pairs held out of training and, given ``test_raw``, :func:`caption_checks` on test captions).
+
+    ``cfg`` is ``nli.model.training``: the data and model settings, and ``arguments`` (TrainingArguments
+    keywords). Checkpoints go to the work folder of ``out_dir``; a re-run after a kill resumes from
+    the newest one (:func:`molmix.training.train_and_save`).
+    """
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from molmix.training import save_model, train_and_save, trainer_arguments
 
     raw = read_artifact(train_raw, "pairs")
     facts = facts_in_split(raw, str(train_raw))
@@ -286,31 +292,15 @@ def train_nli_model(
         {"input_ids": ids, "attention_mask": mask, "labels": label}
         for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], labels, strict=True)
     ]
-    work_dir = Path(f"{out_dir}.work")
-    args = TrainingArguments(
-        output_dir=str(work_dir),
-        num_train_epochs=cfg["epochs"],
-        per_device_train_batch_size=cfg["batch_size"],
-        learning_rate=cfg["learning_rate"],
-        lr_scheduler_type="linear",
-        warmup_steps=0.1,
-        weight_decay=0.01,
-        logging_steps=50,
-        save_strategy="no",
-        seed=seed,
-        data_seed=seed,
-        use_cpu=not torch.cuda.is_available(),
-        report_to=[],
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-    )
-    trainer = Trainer(
-        model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer)
-    )
-    result = trainer.train()
-    with atomic_directory(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+
+    def make_trainer():
+        args = TrainingArguments(**trainer_arguments(cfg["arguments"], out_dir, seed, disable_tqdm=True))
+        return Trainer(
+            model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer)
+        )
+
+    settings = {"cfg": cfg, "seed": seed, "train": pairs["train"].to_dict("records")}
+    _, result = train_and_save(make_trainer, settings, out_dir, lambda t: save_model(t, tokenizer, out_dir))
     metrics = {
         "facts": len(facts),
         "train_pairs": len(pairs["train"]),

@@ -1,0 +1,113 @@
+"""The one training helper: pipeline arguments, resume after a kill, checkpoints of other settings."""
+
+import logging
+
+import pytest
+
+from molmix import training
+from molmix.training import (
+    PIPELINE_ARGUMENTS,
+    SFT_ARGUMENTS,
+    train_and_save,
+    trainer_arguments,
+    work_dir_for,
+)
+
+
+def test_the_work_folder_is_hidden_beside_the_output(tmp_path):
+    assert work_dir_for(tmp_path / "models" / "nli") == tmp_path / "models" / ".nli.work"
+    assert work_dir_for("results/aligned/demo/slerp/cpo/adapter") == work_dir_for(
+        "results/aligned/demo/slerp/cpo/adapter/"
+    )
+
+
+def test_the_arguments_molmix_adds_are_the_ones_the_config_may_not_set(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "has_cuda", lambda: True)  # no CPU adjustments
+    arguments = trainer_arguments({"learning_rate": 0.1}, tmp_path / "out", 3, completion_only_loss=True)
+    assert set(arguments) == {"learning_rate", *PIPELINE_ARGUMENTS, *SFT_ARGUMENTS}
+    assert arguments["output_dir"] == str(work_dir_for(tmp_path / "out")) and arguments["data_seed"] == 3
+    with pytest.raises(ValueError, match="not arguments molmix sets"):
+        trainer_arguments({}, tmp_path, 0, learning_rate=1.0)
+
+
+def test_without_cuda_bf16_checkpointing_and_fused_adamw_are_switched_off(tmp_path, monkeypatch, caplog):
+    settings = {"bf16": True, "gradient_checkpointing": True, "optim": "adamw_torch_fused"}
+    monkeypatch.setattr(training, "has_cuda", lambda: False)
+    with caplog.at_level(logging.INFO):
+        arguments = trainer_arguments(settings, tmp_path, 0)
+    assert (arguments["bf16"], arguments["gradient_checkpointing"], arguments["optim"]) == (
+        False,
+        False,
+        "adamw_torch",
+    )
+    assert "no CUDA: optim='adamw_torch' instead of the configured 'adamw_torch_fused'" in caplog.text
+    assert "optim" not in trainer_arguments({}, tmp_path, 0)  # the library's default stays
+    monkeypatch.setattr(training, "has_cuda", lambda: True)
+    assert trainer_arguments(settings, tmp_path, 0) | settings == trainer_arguments(settings, tmp_path, 0)
+
+
+class Killed(Exception):
+    pass
+
+
+def tiny_run(out_dir, settings, kill_at=None, learning_rate=0.1):
+    """train_and_save of a linear model (8 examples, batch 2, 2 epochs = 8 steps, a checkpoint every 3
+    steps), killed after step ``kill_at``; returns (trainer, final weights)."""
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    class Linear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.layer = torch.nn.Linear(2, 1)
+
+        def forward(self, x, labels):
+            return {"loss": ((self.layer(x).squeeze(-1) - labels) ** 2).mean()}
+
+    class Kill(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == kill_at:
+                raise Killed
+
+    data = [{"x": [i / 8, 1.0], "labels": i / 4} for i in range(8)]
+    keywords = {"num_train_epochs": 2, "per_device_train_batch_size": 2, "learning_rate": learning_rate}
+    keywords.update(save_steps=3, logging_steps=1)
+
+    def make_trainer():
+        args = TrainingArguments(**trainer_arguments(keywords, out_dir, 0, disable_tqdm=True))
+        return Trainer(model=Linear(), args=args, train_dataset=data, callbacks=[Kill()])
+
+    saved = {}
+    trainer, _ = train_and_save(make_trainer, settings, out_dir, lambda t: saved.update(t.model.state_dict()))
+    return trainer, saved
+
+
+def losses(trainer):
+    return {row["step"]: row["loss"] for row in trainer.state.log_history if "loss" in row}
+
+
+def test_a_killed_run_resumes_and_checkpoints_of_other_settings_are_discarded(tmp_path, caplog):
+    import torch
+
+    out = tmp_path / "model"
+    trainer, uninterrupted = tiny_run(out, {"lr": 0.1})
+    assert not work_dir_for(out).exists()  # removed once the outputs are saved
+
+    with pytest.raises(Killed):
+        tiny_run(out, {"lr": 0.1}, kill_at=7)
+    assert [p.name for p in work_dir_for(out).glob("checkpoint-*")] == ["checkpoint-6"]
+    with caplog.at_level(logging.INFO):
+        resumed, weights = tiny_run(out, {"lr": 0.1})
+    assert f"resuming from {work_dir_for(out) / 'checkpoint-6'}" in caplog.text
+    assert losses(resumed) == losses(trainer)  # steps 1-6 restored from the checkpoint, 7-8 trained
+    assert all(torch.equal(weights[name], uninterrupted[name]) for name in uninterrupted)
+    assert not work_dir_for(out).exists()
+
+    with pytest.raises(Killed):
+        tiny_run(out, {"lr": 0.1}, kill_at=7)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        other, _ = tiny_run(out, {"lr": 0.2}, learning_rate=0.2)
+    assert "discarding checkpoints of a run with other settings" in caplog.text
+    assert "resuming" not in caplog.text and sorted(losses(other)) == list(range(1, 9))
