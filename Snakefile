@@ -13,7 +13,7 @@ include: "rules/common.smk"
 
 
 # Gated Hub models (Meditron, Llama-3) need a token when the config downloads anything.
-if uses_hub():
+if EXPERIMENT.uses_hub():
 
     envvars:
         "HF_TOKEN",
@@ -33,4 +33,4 @@ include: "rules/tables.smk"
 rule all:
     default_target: True
     input:
-        get_final_output(),
+        EXPERIMENT.targets(),

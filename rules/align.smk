@@ -1,12 +1,12 @@
 rule train_alignment:
     input:
-        init=init_model_for,
-        negatives=expand("results/negatives/{{dataset}}/{task}.parquet", task=TASKS),
+        init=init_model,
+        negatives=expand(layout.NEGATIVES, task=TASKS, allow_missing=True),
     output:
-        adapter=directory("results/aligned/{dataset}/{init}/{method}/adapter"),
-        model=directory("results/aligned/{dataset}/{init}/{method}/model"),
-        history="results/aligned/{dataset}/{init}/{method}/history.parquet",
-        curve="results/aligned/{dataset}/{init}/{method}/loss.png",
+        adapter=directory(layout.ALIGNED_ADAPTER),
+        model=directory(layout.ALIGNED_MODEL),
+        history=layout.ALIGNED_HISTORY,
+        curve=layout.ALIGNED_CURVE,
     log:
         "logs/train_alignment/{dataset}/{init}/{method}.log",
     benchmark:
@@ -19,7 +19,7 @@ rule train_alignment:
         mem_mb=scaled(40000),
         runtime=scaled(1440),
     params:
-        cfg=alignment_params,
+        cfg=alignment_settings,
         seed=config["seed"],
     script:
         "../workflow/scripts/train_alignment.py"

@@ -2,9 +2,9 @@
 # jobs (and those that build them) go before the independent NLI and negative-model trainings.
 rule train_tokenizer:
     input:
-        train="resources/datasets/{dataset}/raw/train.parquet",
+        train=RAW["train"],
     output:
-        directory("results/models/{dataset}/tokenizer"),
+        directory(layout.TOKENIZER),
     log:
         "logs/train_tokenizer/{dataset}.log",
     priority: 10
@@ -19,9 +19,9 @@ rule train_tokenizer:
 
 rule init_base_model:
     input:
-        tokenizer="results/models/{dataset}/tokenizer",
+        tokenizer=layout.TOKENIZER,
     output:
-        directory("results/models/{dataset}/init"),
+        directory(layout.INIT_MODEL),
     log:
         "logs/init_base_model/{dataset}.log",
     priority: 10
@@ -37,11 +37,11 @@ rule init_base_model:
 
 rule pretrain_base_model:
     input:
-        model="results/models/{dataset}/init",
-        train="resources/datasets/{dataset}/raw/train.parquet",
+        model=layout.INIT_MODEL,
+        train=RAW["train"],
     output:
-        model=directory("results/models/{dataset}/base"),
-        history="results/models/{dataset}/base.history.csv",
+        model=directory(layout.BASE_MODEL),
+        history=layout.BASE_HISTORY,
     log:
         "logs/pretrain_base_model/{dataset}.log",
     benchmark:
@@ -63,11 +63,11 @@ rule pretrain_base_model:
 
 rule train_pertask_model:
     input:
-        model=base_model_dir(),
-        train="resources/datasets/{dataset}/raw/train.parquet",
+        model=EXPERIMENT.base_model(),
+        train=RAW["train"],
     output:
-        model=directory("results/models/{dataset}/pertask/{task}"),
-        history="results/models/{dataset}/pertask/{task}.history.csv",
+        model=directory(layout.PERTASK_MODEL),
+        history=layout.PERTASK_HISTORY,
     log:
         "logs/train_pertask_model/{dataset}/{task}.log",
     benchmark:
@@ -89,13 +89,12 @@ rule train_pertask_model:
 
 rule check_pertask_learning:
     input:
-        base=base_model_dir(),
-        init="results/models/{dataset}/init",
-        mol2cap=pertask_model_dir("mol2cap"),
-        cap2mol=pertask_model_dir("cap2mol"),
-        test="results/data/{dataset}/test.parquet",
+        **{task: EXPERIMENT.pertask_model(task) for task in TASKS},
+        base=EXPERIMENT.base_model(),
+        init=layout.INIT_MODEL,
+        test=DATA["test"],
     output:
-        "results/models/{dataset}/learning_check.json",
+        layout.LEARNING_CHECK,
     log:
         "logs/check_pertask_learning/{dataset}.log",
     conda:
@@ -113,7 +112,7 @@ rule check_pertask_learning:
 
 rule download_model:
     output:
-        directory("resources/models/{hub_model}"),
+        directory(layout.HUB_MODEL),
     log:
         "logs/download_model/{hub_model}.log",
     retries: 2

@@ -1,9 +1,7 @@
 rule download_dataset:
     output:
-        train="resources/datasets/{dataset}/raw/train.parquet",
-        validation="resources/datasets/{dataset}/raw/validation.parquet",
-        test="resources/datasets/{dataset}/raw/test.parquet",
-        manifest="resources/datasets/{dataset}/raw/manifest.json",
+        **named(layout.RAW_SPLIT, "split", SPLITS),
+        manifest=layout.RAW_MANIFEST,
     log:
         "logs/download_dataset/{dataset}.log",
     retries: 2
@@ -20,14 +18,10 @@ rule download_dataset:
 
 rule subsample_dataset:
     input:
-        train="resources/datasets/{dataset}/raw/train.parquet",
-        validation="resources/datasets/{dataset}/raw/validation.parquet",
-        test="resources/datasets/{dataset}/raw/test.parquet",
+        **RAW,
     output:
-        train="results/data/{dataset}/train.parquet",
-        validation="results/data/{dataset}/validation.parquet",
-        test="results/data/{dataset}/test.parquet",
-        summary="results/data/{dataset}/summary.json",
+        **DATA,
+        summary=layout.SUBSAMPLE_SUMMARY,
     log:
         "logs/subsample_dataset/{dataset}.log",
     conda:

@@ -1,14 +1,13 @@
 rule generate_responses:
     input:
-        unpack(evaluated_model_dirs),
-        test="results/data/{dataset}/test.parquet",
+        unpack(system_models),
+        test=DATA["test"],
     output:
-        mol2cap="results/generations/{dataset}/{model}/mol2cap.parquet",
-        cap2mol="results/generations/{dataset}/{model}/cap2mol.parquet",
+        **named(layout.GENERATIONS, "task", TASKS),
     log:
-        "logs/generate_responses/{dataset}/{model}.log",
+        "logs/generate_responses/{dataset}/{system}.log",
     benchmark:
-        "benchmarks/generate_responses/{dataset}/{model}.tsv"
+        "benchmarks/generate_responses/{dataset}/{system}.tsv"
     conda:
         "../envs/molmix.yaml"
     threads: 2

@@ -1,10 +1,9 @@
 rule merge_models:
     input:
-        mol2cap=pertask_model_dir("mol2cap"),
-        cap2mol=pertask_model_dir("cap2mol"),
-        base=base_model_dir(),
+        **{task: EXPERIMENT.pertask_model(task) for task in TASKS},
+        base=EXPERIMENT.base_model(),
     output:
-        protected(directory("results/models/{dataset}/merged/{merge}")),
+        protected(directory(layout.MERGED_MODEL)),
     log:
         "logs/merge_models/{dataset}/{merge}.log",
     benchmark:

@@ -1,10 +1,10 @@
 rule train_negative_model:
     input:
-        tokenizer="results/models/{dataset}/tokenizer",
-        train="resources/datasets/{dataset}/raw/train.parquet",
+        tokenizer=layout.TOKENIZER,
+        train=RAW["train"],
     output:
-        model=directory("results/models/{dataset}/negative/{task}"),
-        history="results/models/{dataset}/negative/{task}.history.csv",
+        model=directory(layout.NEGATIVE_MODEL),
+        history=layout.NEGATIVE_HISTORY,
     log:
         "logs/train_negative_model/{dataset}/{task}.log",
     benchmark:
@@ -21,11 +21,11 @@ rule train_negative_model:
 
 rule generate_negatives:
     input:
-        model=negative_model_for,
-        train="results/data/{dataset}/train.parquet",
+        model=negative_model,
+        train=DATA["train"],
     output:
-        pairs="results/negatives/{dataset}/{task}.parquet",
-        summary="results/negatives/{dataset}/{task}.json",
+        pairs=layout.NEGATIVES,
+        summary=layout.NEGATIVES_SUMMARY,
     log:
         "logs/generate_negatives/{dataset}/{task}.log",
     benchmark:

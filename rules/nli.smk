@@ -1,10 +1,10 @@
 rule train_nli_model:
     input:
-        train="resources/datasets/{dataset}/raw/train.parquet",
-        test="resources/datasets/{dataset}/raw/test.parquet",
+        train=RAW["train"],
+        test=RAW["test"],
     output:
-        model=directory("results/models/{dataset}/nli"),
-        metrics="results/models/{dataset}/nli.metrics.json",
+        model=directory(layout.NLI_MODEL),
+        metrics=layout.NLI_METRICS,
     log:
         "logs/train_nli_model/{dataset}.log",
     benchmark:
@@ -24,10 +24,10 @@ rule train_nli_model:
 
 rule decompose_references:
     input:
-        unpack(decomposer_model),
-        captions="results/data/{dataset}/test.parquet",
+        unpack(decomposer_models),
+        captions=DATA["test"],
     output:
-        "results/nli/{dataset}/_reference/atoms.parquet",
+        layout.REFERENCE_ATOMS,
     log:
         "logs/decompose_references/{dataset}.log",
     benchmark:
@@ -36,71 +36,68 @@ rule decompose_references:
         "../envs/molmix.yaml"
     threads: 2
     resources:
-        gpu=decomposer_gpus(),
+        gpu=DECOMPOSER_GPUS,
         mem_mb=scaled(24000),
         runtime=scaled(120),
     params:
         cfg=lookup(dpath="nli/decomposer", within=config),
-        cache=NLI_CACHE,
+        cache=layout.NLI_CACHE,
     script:
         "../workflow/scripts/decompose_captions.py"
 
 
 rule decompose_captions:
     input:
-        unpack(decomposer_model),
-        captions="results/generations/{dataset}/{model}/mol2cap.parquet",
+        unpack(decomposer_models),
+        captions=named(layout.GENERATIONS, "task", TASKS)[CAPTION_TASK],
     output:
-        "results/nli/{dataset}/{model}/atoms.parquet",
+        layout.ATOMS,
     log:
-        "logs/decompose_captions/{dataset}/{model}.log",
+        "logs/decompose_captions/{dataset}/{system}.log",
     benchmark:
-        "benchmarks/decompose_captions/{dataset}/{model}.tsv"
-    wildcard_constraints:
-        model="[^_/][^/]*",
+        "benchmarks/decompose_captions/{dataset}/{system}.tsv"
     conda:
         "../envs/molmix.yaml"
     threads: 2
     resources:
-        gpu=decomposer_gpus(),
+        gpu=DECOMPOSER_GPUS,
         mem_mb=scaled(24000),
         runtime=scaled(120),
     params:
         cfg=lookup(dpath="nli/decomposer", within=config),
-        cache=NLI_CACHE,
+        cache=layout.NLI_CACHE,
     script:
         "../workflow/scripts/decompose_captions.py"
 
 
 rule score_nli:
     input:
-        generations="results/generations/{dataset}/{model}/mol2cap.parquet",
-        reference_atoms="results/nli/{dataset}/_reference/atoms.parquet",
-        prediction_atoms="results/nli/{dataset}/{model}/atoms.parquet",
-        nli_model=nli_model_dir(),
+        generations=named(layout.GENERATIONS, "task", TASKS)[CAPTION_TASK],
+        reference_atoms=layout.REFERENCE_ATOMS,
+        prediction_atoms=layout.ATOMS,
+        nli_model=EXPERIMENT.nli_model(),
     output:
-        atomic="results/nli/{dataset}/{model}/atomic.parquet",
-        atomic_summary="results/nli/{dataset}/{model}/atomic.json",
-        full="results/nli/{dataset}/{model}/full.parquet",
-        full_summary="results/nli/{dataset}/{model}/full.json",
-        sentence="results/nli/{dataset}/{model}/sentence.parquet",
-        sentence_summary="results/nli/{dataset}/{model}/sentence.json",
+        **named(layout.NLI_SCORES, "method", NLI_METHODS),
+        **{
+            f"{method}_summary": path
+            for method, path in named(
+                layout.NLI_SUMMARY, "method", NLI_METHODS
+            ).items()
+        },
     log:
-        "logs/score_nli/{dataset}/{model}.log",
+        "logs/score_nli/{dataset}/{system}.log",
     benchmark:
-        "benchmarks/score_nli/{dataset}/{model}.tsv"
-    wildcard_constraints:
-        model="[^_/][^/]*",
+        "benchmarks/score_nli/{dataset}/{system}.tsv"
     conda:
         "../envs/molmix.yaml"
     threads: 2
     resources:
-        gpu=nli_gpus(),
+        gpu=NLI_GPUS,
         mem_mb=scaled(16000),
         runtime=scaled(180),
     params:
         cfg=lookup(dpath="nli/scoring", within=config),
-        cache=NLI_CACHE,
+        cache=layout.NLI_CACHE,
     script:
         "../workflow/scripts/score_nli.py"
 
@@ -108,17 +105,17 @@ rule score_nli:
 rule compare_nli_methods:
     input:
         unpack(nli_score_files),
-        test="results/data/{dataset}/test.parquet",
+        test=DATA["test"],
     output:
-        kl="results/nli/{dataset}/kl.csv",
-        json="results/nli/{dataset}/kl.json",
+        kl=layout.KL_TABLE,
+        json=layout.KL_DETAILS,
         summary=report(
-            "results/nli/{dataset}/summary.md",
+            layout.NLI_REPORT,
             caption="../workflow/report/nli.rst",
             category="NLI",
         ),
         figures=report(
-            directory("results/nli/{dataset}/figures"),
+            directory(layout.NLI_FIGURES),
             patterns=["{name}.png"],
             caption="../workflow/report/nli.rst",
             category="NLI",

@@ -1,8 +1,8 @@
 rule reference_statistics:
     input:
-        test="results/data/{dataset}/test.parquet",
+        test=DATA["test"],
     output:
-        "results/scores/{dataset}/_reference/{task}.parquet",
+        layout.REFERENCE_STATISTICS,
     log:
         "logs/reference_statistics/{dataset}/{task}.log",
     benchmark:
@@ -21,22 +21,16 @@ rule reference_statistics:
 
 rule score_responses:
     input:
-        generations=expand(
-            "results/generations/{{dataset}}/{{model}}/{task}.parquet", task=TASKS
-        ),
-        references=expand(
-            "results/scores/{{dataset}}/_reference/{task}.parquet", task=TASKS
-        ),
-        test="results/data/{dataset}/test.parquet",
+        generations=expand(layout.GENERATIONS, task=TASKS, allow_missing=True),
+        references=expand(layout.REFERENCE_STATISTICS, task=TASKS, allow_missing=True),
+        test=DATA["test"],
     output:
-        scores=expand("results/scores/{{dataset}}/{{model}}/{task}.parquet", task=TASKS),
-        summaries=expand("results/scores/{{dataset}}/{{model}}/{task}.json", task=TASKS),
+        scores=expand(layout.SCORES, task=TASKS, allow_missing=True),
+        summaries=expand(layout.SCORE_SUMMARY, task=TASKS, allow_missing=True),
     log:
-        "logs/score_responses/{dataset}/{model}.log",
+        "logs/score_responses/{dataset}/{system}.log",
     benchmark:
-        "benchmarks/score_responses/{dataset}/{model}.tsv"
-    wildcard_constraints:
-        model="[^_/][^/]*",
+        "benchmarks/score_responses/{dataset}/{system}.tsv"
     conda:
         "../envs/molmix.yaml"
     threads: 2

@@ -3,14 +3,15 @@ rule make_tables:
         unpack(table_score_files),
     output:
         report(
-            expand("results/tables/{{dataset}}/{table}.md", table=TABLES),
+            expand(layout.TABLE, table=config["tables"], ext="md", allow_missing=True),
             caption="../workflow/report/tables.rst",
             category="Tables",
         ),
         expand(
-            "results/tables/{{dataset}}/{table}.{ext}",
-            table=TABLES,
+            layout.TABLE,
+            table=config["tables"],
             ext=["tex", "csv"],
+            allow_missing=True,
         ),
     log:
         "logs/make_tables/{dataset}.log",
@@ -28,11 +29,11 @@ rule summarize_alignment:
         unpack(alignment_summary_inputs),
     output:
         markdown=report(
-            "results/tables/{dataset}/alignment.md",
+            layout.ALIGNMENT_TABLE,
             caption="../workflow/report/alignment.rst",
             category="Tables",
         ),
-        csv="results/tables/{dataset}/alignment.csv",
+        csv=layout.ALIGNMENT_CSV,
     log:
         "logs/summarize_alignment/{dataset}.log",
     conda:
@@ -47,7 +48,7 @@ rule make_figures:
         unpack(figure_inputs),
     output:
         report(
-            directory("results/figures/{dataset}"),
+            directory(layout.FIGURES),
             patterns=["{name}.png"],
             caption="../workflow/report/figures.rst",
             category="Figures",
@@ -59,6 +60,6 @@ rule make_figures:
     threads: 1
     params:
         cfg=lookup(dpath="figures", within=config),
-        weights=ratio_sweep_weights(),
+        weights=EXPERIMENT.ratio_sweep_weights(),
     script:
         "../workflow/scripts/make_figures.py"

@@ -42,9 +42,9 @@ SPEC = {
     "task": "cap2mol",
     "caption": "Table 3",
     "rows": [
-        {"label": "Meditron", "model": "meditron"},
-        {"label": "CPO", "model": "cpo"},
-        {"label": "KTO", "model": "kto"},
+        {"label": "Meditron", "system": "meditron"},
+        {"label": "CPO", "system": "cpo"},
+        {"label": "KTO", "system": "kto"},
     ],
     "deltas": [{"label": "Δ_CPOvsMED", "row": "CPO", "baseline": "Meditron"}],
 }
@@ -81,8 +81,8 @@ def test_latex_is_booktabs_with_escaped_symbols():
     assert r"$\Delta$\_CPOvsMED" in latex and r"+28\%" in latex and r"\textbf{4.19}" in latex
 
 
-def test_missing_model_or_metric_is_a_clear_error():
-    with pytest.raises(TableError, match="no scores for model 'kto'"):
+def test_missing_system_or_metric_is_a_clear_error():
+    with pytest.raises(TableError, match="no scores for system 'kto'"):
         build_table(SPEC, {k: v for k, v in CAP2MOL.items() if k != "kto"})
     broken = {**CAP2MOL, "cpo": {k: v for k, v in CAP2MOL["cpo"].items() if k != "fcd"}}
     with pytest.raises(TableError, match=r"lack metric\(s\) \['fcd'\]"):

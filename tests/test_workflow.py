@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
+from fixtures import fixture_path
 from molmix.artifacts import read_artifact
-from molmix.fixtures import fixture_path
 
 
 def test_default_config_dry_run_resolves(tmp_path):
@@ -147,9 +147,9 @@ def test_nf64_typo_of_the_paper_is_rejected_pointing_to_nf4(write_config):
     from molmix.config import ConfigError, load_config
 
     with pytest.raises(ConfigError) as error:
-        load_config(write_config({"align.quantization.quant_type": "nf64"}))
+        load_config(write_config({"align.quantization.bnb_4bit_quant_type": "nf64"}))
     message = str(error.value)
-    assert "align.quantization.quant_type: 'nf64' is not one of ['nf4', 'fp4']" in message
+    assert "align.quantization.bnb_4bit_quant_type: 'nf64' is not one of ['nf4', 'fp4']" in message
     assert "use nf4" in message
 
 
@@ -223,7 +223,7 @@ def test_numbers_can_be_overridden_on_the_command_line(tmp_path):
             {"nli.compare.systems": ["pertask", "nope"]},
             ["nli.compare.systems.1: 'nope' is not an evaluated system"],
         ),
-        ({"tables.table2.rows": [{"label": "X", "model": "nope"}]}, ["tables.table2.rows.0.model: 'nope'"]),
+        ({"tables.table2.rows": [{"label": "X", "system": "nope"}]}, ["tables.table2.rows.0.system: 'nope'"]),
     ],
 )
 def test_tables_and_nli_may_only_name_evaluated_systems(write_config, overrides, messages):

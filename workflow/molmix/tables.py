@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from molmix.names import CAPTION_TASK, MOLECULE_TASK, TASKS
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -32,7 +34,7 @@ class Metric:
 
 
 METRICS = {
-    "mol2cap": [
+    CAPTION_TASK: [
         Metric("bleu2", "BLEU-2", True),
         Metric("bleu4", "BLEU-4", True),
         Metric("rouge1", "ROUGE-1", True),
@@ -40,7 +42,7 @@ METRICS = {
         Metric("rougeL", "ROUGE-L", True),
         Metric("meteor", "METEOR", True),
     ],
-    "cap2mol": [
+    MOLECULE_TASK: [
         Metric("bleu", "BLEU", True),
         Metric("levenshtein", "Levenshtein", False, bounded=False),
         Metric("maccs_fts", "MACCS FTS", True),
@@ -56,11 +58,6 @@ class TableError(ValueError):
     """A table specification that does not match the available scores."""
 
 
-def load_scores(paths: Mapping[str, str | Path]) -> dict[str, dict[str, Any]]:
-    """Summaries keyed by model name, from a {model: summary JSON path} mapping."""
-    return {model: json.loads(Path(path).read_text()) for model, path in paths.items()}
-
-
 def delta(metric: Metric, value: float, baseline: float) -> float:
     """The paper's Δ: absolute difference, in points (x100) for [0, 1] metrics."""
     difference = value - baseline
@@ -70,7 +67,7 @@ def delta(metric: Metric, value: float, baseline: float) -> float:
 def build_table(spec: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """One table as a frame: a row per system (group, label), a column per metric, then Δ rows.
 
-    ``spec``: {task, rows: [{label, model, group?, show?}], deltas: [{label, row, baseline}]}. A row
+    ``spec``: {task, rows: [{label, system, group?, show?}], deltas: [{label, row, baseline}]}. A row
     with ``show: false`` is not printed but can be a Δ baseline (the paper's Table 4 compares with
     Table 2's DPO and CPO rows).
     """
@@ -78,12 +75,12 @@ def build_table(spec: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]]
     records = []
     values: dict[str, dict[str, float]] = {}
     for row in spec["rows"]:
-        summary = scores.get(row["model"])
+        summary = scores.get(row["system"])
         if summary is None:
-            raise TableError(f"table row {row['label']!r}: no scores for model {row['model']!r}")
+            raise TableError(f"table row {row['label']!r}: no scores for system {row['system']!r}")
         missing = [m.key for m in metrics if m.key not in summary]
         if missing:
-            raise TableError(f"scores of model {row['model']!r} lack metric(s) {missing}")
+            raise TableError(f"scores of system {row['system']!r} lack metric(s) {missing}")
         # a metric that could not be computed (e.g. FCD with too few valid molecules) is null: shown as "–"
         values[row["label"]] = {
             m.key: math.nan if summary[m.key] is None else float(summary[m.key]) for m in metrics
@@ -213,14 +210,6 @@ def compare_with_published(
     return pd.DataFrame.from_records(records, columns=["system", "metric", "ours", "published", "difference"])
 
 
-def table_models(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, set[str]]:
-    """Task -> the models whose scores the tables need."""
-    needed: dict[str, set[str]] = {}
-    for spec in specs.values():
-        needed.setdefault(spec["task"], set()).update(row["model"] for row in spec["rows"])
-    return needed
-
-
 def write_tables(
     specs: Mapping[str, Mapping[str, Any]],
     scores: Mapping[str, Mapping[str, Any]],
@@ -252,11 +241,11 @@ def write_tables(
 def tables_step(
     specs: Mapping[str, Mapping[str, Any]], score_files: Mapping[str, str], out_dir: str | Path
 ) -> None:
-    """The make_tables step: ``score_files`` maps ``<model>__<task>`` to scoring summaries."""
+    """The make_tables step: ``score_files`` maps ``<system>__<task>`` to scoring summaries."""
     by_task: dict[str, dict[str, dict[str, Any]]] = {}
     for key, path in score_files.items():
-        model, task = key.rsplit("__", 1)
-        by_task.setdefault(task, {})[model] = json.loads(Path(path).read_text())
+        system, task = key.rsplit("__", 1)
+        by_task.setdefault(task, {})[system] = json.loads(Path(path).read_text())
     for name, spec in specs.items():
         write_tables({name: spec}, by_task.get(spec["task"], {}), out_dir, [name])
 
@@ -275,9 +264,7 @@ def alignment_summary(histories: Mapping[str, str | Path], scores: Mapping[str, 
         init, method = system.rsplit("+", 1)
         logged = read_artifact(path, "training_log").dropna(subset=["loss"])
         margins = logged["rewards/margins"].dropna() if "rewards/margins" in logged else pd.Series([])
-        summary = {
-            task: json.loads(Path(scores[f"{system}__{task}"]).read_text()) for task in ("mol2cap", "cap2mol")
-        }
+        summary = {task: json.loads(Path(scores[f"{system}__{task}"]).read_text()) for task in TASKS}
         rows.append(
             {
                 "system": system,
@@ -287,8 +274,8 @@ def alignment_summary(histories: Mapping[str, str | Path], scores: Mapping[str, 
                 "loss start": logged["loss"].head(3).mean(),
                 "loss end": logged["loss"].tail(3).mean(),
                 "reward margin end": margins.iloc[-1] if len(margins) else float("nan"),
-                "BLEU-2 (Mol2Cap)": summary["mol2cap"].get("bleu2", float("nan")),
-                "validity (Cap2Mol)": summary["cap2mol"].get("validity", float("nan")),
+                "BLEU-2 (Mol2Cap)": summary[CAPTION_TASK].get("bleu2", float("nan")),
+                "validity (Cap2Mol)": summary[MOLECULE_TASK].get("validity", float("nan")),
             }
         )
     return pd.DataFrame(rows)

@@ -9,7 +9,7 @@ start_step(snakemake.threads, snakemake.params.seed)
 generate_step(
     {task: snakemake.input[f"{task}_model"] for task in snakemake.output.keys()},
     snakemake.input.test,
-    snakemake.wildcards.model,
+    snakemake.wildcards.system,
     snakemake.params.cfg,
     snakemake.params.seed,
     dict(snakemake.output.items()),
