@@ -12,11 +12,9 @@ report: "workflow/report/workflow.rst"
 include: "rules/common.smk"
 
 
-# Gated Hub models (Meditron, Llama-3) need a token when the config downloads anything.
-if EXPERIMENT.uses_hub():
-
-    envvars:
-        "HF_TOKEN",
+# No envvars: the Hugging Face token is resolved by huggingface_hub itself (HF_TOKEN, or the file
+# `hf auth login` writes), and only downloads of gated models need one; download_model names the
+# model and the login command when it is missing. A dry run needs no token.
 
 
 include: "rules/data.smk"

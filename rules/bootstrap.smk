@@ -122,5 +122,6 @@ rule download_model:
     threads: 1
     params:
         repo_id=hub_repo_id,
+        revision=hub_revision,
     script:
         "../workflow/scripts/download_model.py"

@@ -11,6 +11,7 @@ rule download_dataset:
     threads: 1
     params:
         cfg=lookup(dpath="dataset", within=config),
+        revisions=dataset_revisions(config),
         seed=config["seed"],
     script:
         "../workflow/scripts/download_dataset.py"

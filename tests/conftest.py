@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,9 +36,7 @@ def run_snakemake(
         "1",
         *args,
     ]
-    # the paper-scale config declares HF_TOKEN (gated models); dry runs need it set, not valid
-    env = {**os.environ, "HF_TOKEN": os.environ.get("HF_TOKEN", "")}
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    result = subprocess.run(command, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result

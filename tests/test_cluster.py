@@ -1,7 +1,6 @@
 """Paper scale on SLURM: a dry run of configs/paper.yaml with profiles/slurm, and the sbatch flags
 the SLURM executor plugin would build for each job from its resources."""
 
-import os
 import re
 from types import SimpleNamespace
 
@@ -106,7 +105,7 @@ def test_only_downloads_are_local_rules(tmp_path, monkeypatch):
     from snakemake.settings.types import ConfigSettings, ResourceSettings
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_TOKEN", os.environ.get("HF_TOKEN", ""))
+    monkeypatch.delenv("HF_TOKEN", raising=False)  # planning needs no Hugging Face token
     with SnakemakeApi() as api:
         workflow = api.workflow(
             resource_settings=ResourceSettings(cores=1),

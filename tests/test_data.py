@@ -172,7 +172,6 @@ def lpm24_config(local_dirs=None):
         "lpm24": {
             "train_repo": "language-plus-molecules/LPM-24_train",
             "test_repo": "language-plus-molecules/LPM-24_train-extra",
-            "revision": None,
             "local_dirs": local_dirs or {},
         },
     }

@@ -469,7 +469,8 @@ def test_compare_methods_on_all_and_long_captions():
 
 
 def test_openai_backend_against_a_local_server():
-    from molmix.nli.decompose import make_decomposer
+    """Requests carry the Appx. E messages; an answer the server stopped for length is flagged truncated."""
+    from molmix.nli.decompose import Decomposition, make_decomposer
 
     requests = []
 
@@ -490,7 +491,7 @@ def test_openai_backend_against_a_local_server():
                     "choices": [
                         {
                             "index": 0,
-                            "finish_reason": "stop",
+                            "finish_reason": "length" if "salt" in text else "stop",
                             "message": {"role": "assistant", "content": answer},
                         }
                     ],
@@ -519,8 +520,9 @@ def test_openai_backend_against_a_local_server():
                 "max_retries": 0,
             },
         }
-        assert make_decomposer(cfg)(["It is a dye and a drug."]) == [
-            ["The molecule is a dye.", "The molecule is a drug."]
+        assert make_decomposer(cfg)(["It is a dye and a drug.", "It is a salt."]) == [
+            Decomposition(["The molecule is a dye.", "The molecule is a drug."], truncated=False),
+            Decomposition(["The molecule is a salt."], truncated=True),
         ]
         assert (
             requests[0]["model"] == "llama"
@@ -567,6 +569,95 @@ def test_llm_decomposer_prompts_through_the_chat_template_and_batches_like_singl
     # left padding: the shorter prompt's greedy answer does not change when batched with a longer one
     assert decomposer.generate(prompts) == [decomposer.generate([p])[0] for p in prompts]
     assert len(decomposer(texts)) == 2
+
+
+def test_an_llm_answer_cut_off_at_max_new_tokens_is_flagged_and_one_that_ends_is_not(chat_model):
+    from molmix.nli.decompose import LLMDecomposer
+
+    decomposer = LLMDecomposer(str(chat_model), batch_size=2, max_new_tokens=16, one_shot=False)
+    prompts = [decomposer.prompt("The molecule is a phenol."), decomposer.prompt("It is a dye.")]
+    # the random tiny model never produces an end token: both answers stop at the limit
+    assert [answer.truncated for answer in decomposer.generate(prompts)] == [True, True]
+    assert all(item.truncated for item in decomposer(["The molecule is a phenol.", "It is a dye."]))
+    # make the first token it generates the end token: the answer ends there, before the limit
+    inputs = decomposer.tokenizer(prompts[:1], return_tensors="pt", add_special_tokens=False)
+    first = decomposer.model.generate(**inputs, do_sample=False, max_new_tokens=1)[0, -1].item()
+    decomposer.model.generation_config.eos_token_id = first
+    assert [answer.truncated for answer in decomposer.generate(prompts[:1])] == [False]
+
+
+def test_cut_off_needs_the_limit_reached_without_an_end_token():
+    from molmix.nli.decompose import cut_off
+
+    end = {2}
+    # row 1 ended (end token, then padding with it); row 2 ran to the limit; row 3 ended on the last token
+    assert cut_off([[5, 2, 2, 2], [5, 6, 7, 8], [5, 6, 7, 2]], end, 4) == [False, True, False]
+    assert cut_off([[5, 6]], end, 4) == [False]  # the batch stopped early: every row ended
+
+
+def test_the_truncation_flag_is_cached_with_the_facts(tmp_path):
+    from molmix.nli.decompose import Decomposition, decompose_items
+    from molmix.nli.steps import decomposition_store
+
+    calls = []
+
+    def backend(texts):
+        calls.append(list(texts))
+        return [Decomposition(["The molecule is long."], truncated="long" in t) for t in texts]
+
+    cfg = {"backend": "llm", "model": "m", "max_new_tokens": 16, "one_shot": True}
+    texts = ["A long caption.", "A short one."]
+    first = decompose_items(texts, cfg, decomposition_store(tmp_path), decomposer=backend)
+    second = decompose_items(texts, cfg, decomposition_store(tmp_path), decomposer=backend)
+    assert len(calls) == 1 and first == second
+    assert [item.truncated for item in second] == [True, False]
+    # a plain list of facts from a custom decomposer counts as not truncated
+    plain = decompose_items(["x."], {"backend": "rules"}, None, decomposer=lambda t: [["The molecule is x."]])
+    assert plain == [Decomposition(["The molecule is x."], truncated=False)]
+
+
+def test_truncated_decompositions_are_flagged_per_item_and_counted_in_every_nli_summary(
+    two_label_orders, tmp_path
+):
+    from molmix.artifacts import read_artifact, read_metadata, write_artifact
+    from molmix.nli.steps import decompose_step, score_step
+
+    test = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "smiles": ["C", "CC", "CCC"],
+            "caption": ["The molecule is a phenol.", "It is small.", "It is aromatic."],
+            "category": [None] * 3,
+        }
+    )
+    write_artifact(test, tmp_path / "test.parquet", "pairs")
+    generations = test.rename(columns={"smiles": "input", "caption": "reference"}).assign(
+        task="mol2cap", model="sys", prediction=["The molecule is a phenol.", "It is large.", ""]
+    )
+    write_artifact(generations.drop(columns="category"), tmp_path / "gen.parquet", "generations")
+    rules = {"backend": "rules", "max_new_tokens": 600}
+    decompose_step(tmp_path / "test.parquet", "reference", rules, None, None, tmp_path / "ref_atoms.parquet")
+    decompose_step(tmp_path / "gen.parquet", "prediction", rules, None, None, tmp_path / "atoms.parquet")
+    atoms = read_artifact(tmp_path / "atoms.parquet", "atoms")
+    assert list(atoms["truncated"]) == [False] * 3  # the rules backend never truncates
+    assert read_metadata(tmp_path / "atoms.parquet")["n_truncated"] == 0
+    # as an llm decomposer would have written it: item b's answer was cut off
+    write_artifact(atoms.assign(truncated=[False, True, False]), tmp_path / "atoms.parquet", "atoms")
+
+    outputs = {m: (tmp_path / f"{m}.parquet", tmp_path / f"{m}.json") for m in ("atomic", "full", "sentence")}
+    score_step(
+        tmp_path / "gen.parquet",
+        tmp_path / "ref_atoms.parquet",
+        tmp_path / "atoms.parquet",
+        two_label_orders / "cross",
+        {"batch_size": 8, "max_length": 64},
+        None,
+        outputs,
+    )
+    for method, (_, summary) in outputs.items():
+        counts = json.loads(summary.read_text())
+        assert counts["n_decomposition_truncated"] == 1, method
+        assert counts["n_reference_decomposition_truncated"] == 0, method
 
 
 def write_lines(path, lines):

@@ -5,7 +5,9 @@ Every artifact kind names its required columns and their Arrow types. Extra colu
 the column. Writes go to a temporary file in the target directory and are renamed into place, so
 a killed job never leaves a half-written file under the final name. Each file carries provenance
 metadata (artifact kind, hash of the producing step's configuration, seed, package versions) and
-nothing time-dependent, so identical inputs give byte-identical files.
+nothing time-dependent, so identical inputs give byte-identical files. Steps that read from the
+Hugging Face Hub add where their input came from: the raw splits their origin (file, sha256, Hub
+commit), the atoms their decomposer model's download record (:func:`model_origin`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ METADATA_KEY = b"molmix"
 STRING = pa.string()
 FLOAT = pa.float64()
 INT = pa.int64()
+BOOL = pa.bool_()
 
 # kind -> required columns and their Arrow types
 SCHEMAS: dict[str, dict[str, pa.DataType]] = {
@@ -65,8 +68,9 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
     },
     # statistics of a test set's references shared by every scored system (scoring stage)
     "reference_statistics": {"id": STRING, "reference": STRING},
-    # atomic facts of each caption (NLI stage: decompose_references / decompose_captions)
-    "atoms": {"id": STRING, "text": STRING, "atoms": pa.list_(STRING)},
+    # atomic facts of each caption (NLI stage: decompose_references / decompose_captions); truncated =
+    # the decomposer's answer was cut off at nli.decomposer.max_new_tokens (its last facts may be missing)
+    "atoms": {"id": STRING, "text": STRING, "atoms": pa.list_(STRING), "truncated": BOOL},
     # per-item hallucination and coverage of one NLI method (atomic, full, sentence) on one system
     "nli_scores": {
         "id": STRING,
@@ -92,6 +96,10 @@ PROVENANCE_PACKAGES = (
 )
 
 
+DOWNLOAD_RECORD = "molmix-download.json"
+"""File in each model folder fetched from the Hub: repository id, the revision asked for, the commit fetched."""
+
+
 class ArtifactError(ValueError):
     """An artifact is missing, unreadable or does not match its schema."""
 
@@ -109,6 +117,23 @@ def package_versions() -> dict[str, str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
     return versions
+
+
+def model_origin(model_dir: str | os.PathLike | None) -> dict[str, Any] | None:
+    """Where a model folder came from: its download record (``repo_id``, ``revision`` asked for,
+    ``commit`` fetched), or ``None`` for a folder the pipeline built or the user supplied."""
+    if model_dir is None:
+        return None
+    record = Path(model_dir) / DOWNLOAD_RECORD
+    if not record.is_file():
+        return None
+    try:
+        origin = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ArtifactError(f"{record}: unreadable download record ({err})") from err
+    if not isinstance(origin, dict) or "repo_id" not in origin:
+        raise ArtifactError(f"{record}: download record without a repo_id")
+    return origin
 
 
 def provenance(params: Any = None, seed: int | None = None, **extra: Any) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 Sources (``dataset.source`` in the config):
 - ``lpm24``: L+M-24 from the Hugging Face Hub (``LPM-24_train`` split_train/split_valid for training
-  and validation, ``LPM-24_train-extra`` split_valid as the pool of unseen test pairs, Appx. D), or a
-  local snapshot of those repositories.
-- ``chebi20``: MolT5-format TSV files (``CID<TAB>SMILES<TAB>description``) from paths or URLs.
+  and validation, ``LPM-24_train-extra`` split_valid as the pool of unseen test pairs, Appx. D), at the
+  commits pinned in ``hub.revisions``, or a local snapshot of those repositories. The manifest records
+  the commit each split was read at.
+- ``chebi20``: MolT5-format TSV files (``CID<TAB>SMILES<TAB>description``) from paths or URLs; a file
+  with a configured ``dataset.chebi20.sha256`` must match it (a URL must have one).
 - ``demo``: the embedded demo dataset built from molecules shipped with rdkit.
 - ``table``: one local Parquet or CSV file with ``smiles`` and ``caption`` columns (optional
   ``id``, ``category``, ``split``).
@@ -19,6 +21,7 @@ import csv
 import hashlib
 import logging
 import os
+import re
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,11 +30,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from molmix.config import is_url
 from molmix.demo_data import build_demo_dataset, stable_hash
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+COMMIT = re.compile(r"[0-9a-f]{40}")
 PAIR_COLUMNS = ["id", "smiles", "caption", "category"]
 
 
@@ -108,7 +113,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
 def _fetch(location: str, destination: Path) -> Path:
     """A local path as is, or a URL downloaded to ``destination``."""
-    if "://" not in location:
+    if not is_url(location):
         path = Path(location).expanduser()
         if not path.exists():
             raise DataError(f"{path}: file does not exist")
@@ -126,15 +131,47 @@ def _fetch(location: str, destination: Path) -> Path:
     return destination
 
 
+def _checked_file(location: str, destination: Path, expected: str | None, split: str) -> tuple[Path, str]:
+    """A ChEBI-20 split's local file or URL download, and its sha256, which must be ``expected`` when one
+    is configured (``dataset.chebi20.sha256.<split>``). A URL without one is refused (as by the validator).
+    """
+    if is_url(location) and not expected:
+        raise DataError(
+            f"dataset.chebi20.{split}: {location} is a URL without a configured sha256 "
+            f"(dataset.chebi20.sha256.{split})"
+        )
+    path = _fetch(location, destination)
+    actual = sha256_file(path)
+    if expected and actual != expected:
+        where = f"{location} (downloaded to {path})" if is_url(location) else str(path)
+        raise DataError(
+            f"{where}: sha256 is {actual}, but dataset.chebi20.sha256.{split} is {expected}; the file is not "
+            "the one the configuration names (changed upstream, damaged, or a different release)"
+        )
+    return path, actual
+
+
 def _lpm24_split(
     repo: str, split: str, local_dir: str | None, revision: str | None
-) -> tuple[pd.DataFrame, Path]:
-    """One split of an L+M-24 repository (columns ``molecule``, ``caption``) and the file read."""
+) -> tuple[pd.DataFrame, Path, str | None]:
+    """One split of an L+M-24 repository (columns ``molecule``, ``caption``), the file read and the
+    commit it was read at (``None`` when a local snapshot does not record one)."""
+    from molmix.lm import fetched_commit
+
     if local_dir:
         root = Path(local_dir).expanduser()
+        commit = fetched_commit(root)
+        if revision and commit and commit != revision:
+            raise DataError(
+                f"{root}: local snapshot of {repo} is at commit {commit}, but hub.revisions pins {revision}"
+            )
+        if revision and not commit:
+            log.warning(
+                "%s: cannot tell which commit of %s this local snapshot is (pinned: %s)", root, repo, revision
+            )
     else:
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RevisionNotFoundError
 
         try:
             root = Path(
@@ -142,12 +179,18 @@ def _lpm24_split(
                     repo, repo_type="dataset", revision=revision, allow_patterns=[f"data/{split}-*.parquet"]
                 )
             )
+        except RevisionNotFoundError:
+            raise DataError(
+                f"dataset {repo!r}: revision {revision!r} (hub.revisions) does not exist on the Hugging Face Hub"
+            ) from None
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
             raise DataError(
                 f"dataset {repo!r} ({split}) needs the Hugging Face Hub, which cannot be reached "
                 f"({type(err).__name__}); download it elsewhere and set dataset.lpm24.local_dirs to "
                 "the snapshot folders"
             ) from None
+        # snapshot_download returns the cache's snapshots/<commit> folder
+        commit = root.name if COMMIT.fullmatch(root.name) else None
     files = sorted(root.glob(f"data/{split}-*.parquet"))
     if not files:
         raise DataError(f"{root}: no data/{split}-*.parquet files for {repo}")
@@ -155,11 +198,15 @@ def _lpm24_split(
     missing = {"molecule", "caption"} - set(frame.columns)
     if missing:
         raise DataError(f"{files[0]}: missing column(s) {sorted(missing)} expected in {repo}")
-    return frame, files[0]
+    return frame, files[0], commit
 
 
-def load_source(cfg: Mapping[str, Any], seed: int, cache_dir: Path) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Raw splits of the configured source, plus a manifest of the files read and their sha256."""
+def load_source(
+    cfg: Mapping[str, Any], seed: int, cache_dir: Path, revisions: Mapping[str, str] | None = None
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Raw splits of the configured source, plus a manifest of the files read, their sha256 and, for
+    Hub datasets, the commit read (``revisions``: repository -> pinned commit, from hub.revisions)."""
+    revisions = revisions or {}
     source = cfg["source"]
     manifest: dict[str, Any] = {"source": source, "files": {}}
     if source == "demo":
@@ -171,9 +218,18 @@ def load_source(cfg: Mapping[str, Any], seed: int, cache_dir: Path) -> tuple[dic
         manifest["files"]["rdkit"] = "molecules shipped in the rdkit package"
     elif source == "chebi20":
         splits = {}
+        chebi20 = cfg["chebi20"]
         for split in SPLITS:
-            path = _fetch(cfg["chebi20"][split], cache_dir / f"chebi20-{split}.txt")
-            manifest["files"][split] = {"path": str(path), "sha256": sha256_file(path)}
+            location = chebi20[split]
+            path, digest = _checked_file(
+                location,
+                cache_dir / f"chebi20-{split}.txt",
+                chebi20.get("sha256", {}).get(split),
+                split,
+            )
+            manifest["files"][split] = {"path": str(path), "sha256": digest}
+            if is_url(location):
+                manifest["files"][split]["url"] = location
             splits[split] = read_chebi20(path)
     elif source == "table":
         path = Path(cfg["table"]["path"])
@@ -192,8 +248,14 @@ def load_source(cfg: Mapping[str, Any], seed: int, cache_dir: Path) -> tuple[dic
         }
         splits = {}
         for split, (repo, hub_split) in parts.items():
-            frame, path = _lpm24_split(repo, hub_split, local.get(repo), lpm.get("revision"))
-            manifest["files"][split] = {"repo": repo, "split": hub_split, "sha256": sha256_file(path)}
+            frame, path, commit = _lpm24_split(repo, hub_split, local.get(repo), revisions.get(repo))
+            manifest["files"][split] = {
+                "repo": repo,
+                "split": hub_split,
+                "revision": revisions.get(repo),
+                "commit": commit,
+                "sha256": sha256_file(path),
+            }
             splits[split] = pd.DataFrame(
                 {
                     "id": [f"{hub_split}-{i}" for i in range(len(frame))],
@@ -302,15 +364,25 @@ def held_out_test(pool: pd.DataFrame, seen: pd.DataFrame, size: int, seed: int) 
 # Pipeline steps
 
 
-def download_dataset(cfg: Mapping[str, Any], seed: int, outputs: Mapping[str, str], manifest: str) -> None:
-    """Fetch the configured source and write its raw splits as ``pairs`` artifacts."""
+def download_dataset(
+    cfg: Mapping[str, Any],
+    seed: int,
+    outputs: Mapping[str, str],
+    manifest: str,
+    revisions: Mapping[str, str] | None = None,
+) -> None:
+    """Fetch the configured source and write its raw splits as ``pairs`` artifacts; each artifact's
+    provenance and the manifest record where the split came from (file, sha256, Hub commit)."""
     from molmix.artifacts import write_artifact, write_json
 
-    splits, record = load_source(cfg, seed, Path(manifest).parent / "downloads")
+    splits, record = load_source(cfg, seed, Path(manifest).parent / "downloads", revisions)
     for split in SPLITS:
         frame = splits[split]
         log.info("%s: %d raw %s pairs", cfg["name"], len(frame), split)
-        write_artifact(frame, outputs[split], "pairs", params=cfg, seed=seed)
+        origin = record["files"].get(split, record["files"])
+        write_artifact(
+            frame, outputs[split], "pairs", params=cfg, seed=seed, extra_metadata={"origin": origin}
+        )
         record.setdefault("rows", {})[split] = len(frame)
     write_json(manifest, record)
 

@@ -10,6 +10,7 @@ prompt/completion data, so the loss covers the completion only and an EOS is app
 from __future__ import annotations
 
 import logging
+import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from molmix.artifacts import atomic_directory
+from molmix.artifacts import DOWNLOAD_RECORD, atomic_directory, write_json
 from molmix.names import TASKS
 from molmix.prompts import prompt_completion, template_parts
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SMILES_SYNTAX = r"[()\[\]=#%@+\-\\/.:0-9]"
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class ModelError(ValueError):
@@ -41,19 +43,80 @@ def check_model_dir(path: str | Path, *, need_tokenizer: bool = True) -> Path:
     return path
 
 
-def download_model(repo_id: str, out_dir: str | Path, revision: str | None = None) -> None:
-    """Snapshot a Hub model into ``out_dir`` so GPU jobs can run with ``HF_HUB_OFFLINE=1``."""
-    from huggingface_hub import snapshot_download
+def download_model(repo_id: str, out_dir: str | Path, revision: str | None = None) -> dict[str, Any]:
+    """Snapshot a Hub model into ``out_dir`` so GPU jobs can run with ``HF_HUB_OFFLINE=1``.
+
+    Every file of the repository at ``revision`` (a pinned commit; ``None`` = main) is fetched, the
+    Python files of a remote-code model included. The token is the one huggingface_hub resolves
+    (``HF_TOKEN``, else the file ``hf auth login`` writes): non-gated models need none, and a gated
+    model without access is an error naming the model and the login command. The folder gets a
+    ``molmix-download.json`` record (repository, revision asked for, commit fetched), returned too.
+    """
+    from huggingface_hub import __version__ as hub_version
+    from huggingface_hub import get_token, snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RevisionNotFoundError
 
     try:
         with atomic_directory(out_dir) as tmp:
             snapshot_download(repo_id, revision=revision, local_dir=tmp)
-    except Exception as err:  # network, authentication, missing repository
+            record = {
+                "repo_id": repo_id,
+                "revision": revision,
+                # huggingface_hub's own record; a pinned commit is what it fetched when it recorded none
+                "commit": fetched_commit(tmp)
+                or (revision if revision and COMMIT.fullmatch(revision) else None),
+                "huggingface_hub": hub_version,
+            }
+            write_json(tmp / DOWNLOAD_RECORD, record)
+    except RevisionNotFoundError:
         raise ModelError(
-            f"model {repo_id!r} needs the Hugging Face Hub, which failed ({type(err).__name__}: {err}); "
-            "download it elsewhere and put the local folder path in the config instead of the id"
+            f"model {repo_id!r}: revision {revision!r} (hub.revisions) does not exist on the Hugging Face Hub"
         ) from None
+    except HfHubHTTPError as err:
+        status = err.response.status_code if getattr(err, "response", None) is not None else None
+        if not isinstance(err, GatedRepoError) and status not in (401, 403):
+            raise _hub_failure(repo_id, err) from None
+        page = f"https://huggingface.co/{repo_id}"
+        what = "is gated" if isinstance(err, GatedRepoError) else "is gated or private (or the id is wrong)"
+        if get_token() is None:
+            raise ModelError(
+                f"model {repo_id!r} {what} on the Hugging Face Hub and no token was found: accept its "
+                f"licence on {page}, then log in with `hf auth login` (or set HF_TOKEN)"
+            ) from None
+        raise ModelError(
+            f"model {repo_id!r} {what} on the Hugging Face Hub and your token has no access "
+            f"({type(err).__name__}): accept its licence on {page} with that account, or `hf auth login` "
+            "with one that has access"
+        ) from None
+    except ModelError:
+        raise
+    except Exception as err:  # network, disk, missing repository
+        raise _hub_failure(repo_id, err) from None
     check_model_dir(out_dir, need_tokenizer=False)
+    log.info("%s: commit %s -> %s", repo_id, record["commit"], out_dir)
+    return record
+
+
+def _hub_failure(repo_id: str, err: Exception) -> ModelError:
+    return ModelError(
+        f"model {repo_id!r} needs the Hugging Face Hub, which failed ({type(err).__name__}: {err}); "
+        "download it elsewhere and put the local folder path in the config instead of the id"
+    )
+
+
+def fetched_commit(local_dir: str | Path) -> str | None:
+    """The commit a ``snapshot_download(local_dir=...)`` fetched, from huggingface_hub's metadata under
+    ``local_dir/.cache/huggingface`` (the tree listing ``trees/<commit>.json``, else the per-file download
+    records, whose first line is the commit); ``None`` if no single commit is recorded."""
+    meta = Path(local_dir) / ".cache" / "huggingface"
+    commits = {p.stem for p in (meta / "trees").glob("*.json") if COMMIT.fullmatch(p.stem)}
+    if not commits:
+        for record in (meta / "download").rglob("*.metadata"):
+            with open(record, encoding="utf-8") as fh:
+                first = fh.readline().strip()
+            if COMMIT.fullmatch(first):
+                commits.add(first)
+    return commits.pop() if len(commits) == 1 else None
 
 
 def load_tokenizer(path: str | Path, padding_side: str = "right"):

@@ -12,4 +12,5 @@ download_dataset(
     snakemake.params.seed,
     {split: snakemake.output[split] for split in SPLITS},
     snakemake.output.manifest,
+    snakemake.params.revisions,
 )

@@ -11,6 +11,12 @@ Three backends split a caption into atomic facts, each stating one piece of info
   L+M-24's and the demo's ("The molecule is a X, Y, and Z that impacts A and B." gives one fact per
   item). No library parses these templates, so it is hand-written; it needs no model.
 
+Each backend returns a :class:`Decomposition` per text: the facts, and whether the answer was cut off
+at ``max_new_tokens`` (``truncated``: the llm backend's greedy answer reached the limit without an end
+token, the openai endpoint answered with ``finish_reason`` "length"; the rules backend never
+truncates). A truncated answer may miss its last facts, so the flag is kept per item and counted in
+the NLI summaries.
+
 Decompositions are cached in a :class:`~molmix.nli.cache.ParquetStore` keyed by (backend, model,
 prompt version, sha256 of the text): references are decomposed once for every system, and a re-run
 decomposes nothing.
@@ -21,7 +27,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
@@ -62,6 +68,24 @@ FALLBACK_TEMPLATE = "### User:\n{content}\n### Assistant:\n"
 
 class DecompositionError(ValueError):
     """A decomposer that cannot run (unknown backend, unreachable endpoint, bad model)."""
+
+
+class Decomposition(NamedTuple):
+    """The atomic facts of one text, and whether the decomposer's answer was cut off at its token limit."""
+
+    atoms: list[str]
+    truncated: bool = False
+
+
+class Answer(NamedTuple):
+    """One raw answer of an LLM and whether it stopped at the token limit instead of an end token."""
+
+    text: str
+    truncated: bool
+
+
+Decomposer = Callable[[Sequence[str]], Sequence[Decomposition | Sequence[str]]]
+"""texts -> one decomposition each (a plain list of facts counts as not truncated)."""
 
 
 def messages_for(text: str, one_shot: bool = True) -> list[dict[str, str]]:
@@ -228,8 +252,16 @@ class LLMDecomposer:
                 turns.append(message["content"] + "\n")
         return "".join(turns)
 
-    def generate(self, prompts: Sequence[str]) -> list[str]:
-        """Greedy answers for one batch of prompts."""
+    def end_tokens(self) -> set[int]:
+        """Token ids that end an answer: the generation config's eos (one id or a list) and the tokenizer's."""
+        ids = self.model.generation_config.eos_token_id
+        ends = set(ids if isinstance(ids, list | tuple) else [] if ids is None else [ids])
+        if self.tokenizer.eos_token_id is not None:
+            ends.add(self.tokenizer.eos_token_id)
+        return ends
+
+    def generate(self, prompts: Sequence[str]) -> list[Answer]:
+        """Greedy answers for one batch of prompts, each flagged if it hit ``max_new_tokens``."""
         import torch
 
         inputs = self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
@@ -241,16 +273,23 @@ class LLMDecomposer:
                 max_new_tokens=self.max_new_tokens,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
-        return self.tokenizer.batch_decode(
-            output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
-        )
+        generated = output[:, inputs["input_ids"].shape[1] :]
+        texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        cut = cut_off(generated.tolist(), self.end_tokens(), self.max_new_tokens)
+        return [Answer(text, flag) for text, flag in zip(texts, cut, strict=True)]
 
-    def __call__(self, texts: Sequence[str]) -> list[list[str]]:
-        answers = []
+    def __call__(self, texts: Sequence[str]) -> list[Decomposition]:
+        answers: list[Answer] = []
         for begin in tqdm(range(0, len(texts), self.batch_size), desc="decompose", mininterval=5):
             batch = texts[begin : begin + self.batch_size]
             answers += self.generate([self.prompt(text) for text in batch])
-        return [parse_bullets(answer) for answer in answers]
+        return [Decomposition(parse_bullets(answer.text), answer.truncated) for answer in answers]
+
+
+def cut_off(generated: Sequence[Sequence[int]], end_tokens: set[int], max_new_tokens: int) -> list[bool]:
+    """Which generated rows stopped at ``max_new_tokens`` without an end token (batched rows that ended
+    early are padded, with the end token or after it, up to the longest row)."""
+    return [len(row) >= max_new_tokens and not any(token in end_tokens for token in row) for row in generated]
 
 
 class OpenAIDecomposer:
@@ -271,7 +310,8 @@ class OpenAIDecomposer:
         )
         self.url, self.model, self.max_new_tokens, self.one_shot = url, model, max_new_tokens, one_shot
 
-    def answer(self, text: str) -> str:
+    def answer(self, text: str) -> Answer:
+        """The endpoint's answer; truncated when it stopped for length (``finish_reason`` "length")."""
         import openai
 
         try:
@@ -285,10 +325,12 @@ class OpenAIDecomposer:
             raise DecompositionError(
                 f"openai decomposer: request to {self.url} (model {self.model!r}) failed: {err}"
             ) from err
-        return response.choices[0].message.content or ""
+        choice = response.choices[0]
+        return Answer(choice.message.content or "", choice.finish_reason == "length")
 
-    def __call__(self, texts: Sequence[str]) -> list[list[str]]:
-        return [parse_bullets(self.answer(text)) for text in tqdm(texts, desc="decompose", mininterval=5)]
+    def __call__(self, texts: Sequence[str]) -> list[Decomposition]:
+        answers = [self.answer(text) for text in tqdm(texts, desc="decompose", mininterval=5)]
+        return [Decomposition(parse_bullets(answer.text), answer.truncated) for answer in answers]
 
 
 def decomposer_identity(cfg: Mapping[str, Any]) -> tuple[str, str]:
@@ -306,13 +348,11 @@ def decomposer_identity(cfg: Mapping[str, Any]) -> tuple[str, str]:
     return f"{model}|max_new_tokens={cfg['max_new_tokens']}", f"{PROMPT_VERSION}|{shot}"
 
 
-def make_decomposer(
-    cfg: Mapping[str, Any], model_path: str | None = None
-) -> Callable[[Sequence[str]], list[list[str]]]:
-    """The configured backend as a function: texts -> atomic facts of each."""
+def make_decomposer(cfg: Mapping[str, Any], model_path: str | None = None) -> Decomposer:
+    """The configured backend as a function: texts -> a :class:`Decomposition` of each."""
     backend = cfg["backend"]
     if backend == "rules":
-        return lambda texts: [decompose_rules(text) for text in texts]
+        return lambda texts: [Decomposition(decompose_rules(text)) for text in texts]
     if backend == "llm":
         return LLMDecomposer(
             model_path or cfg["model"], cfg["batch_size"], cfg["max_new_tokens"], cfg["one_shot"]
@@ -331,16 +371,24 @@ def make_decomposer(
 
 
 DECOMPOSITION_COLUMNS = ("backend", "model", "version", "text_hash")
+DECOMPOSITION_VALUES = ("atoms", "truncated")
 
 
-def decompose(
+def _as_decomposition(item: Decomposition | Sequence[str]) -> Decomposition:
+    if isinstance(item, Decomposition):
+        return Decomposition(list(item.atoms), bool(item.truncated))
+    return Decomposition(list(item), False)
+
+
+def decompose_items(
     texts: Sequence[str],
     cfg: Mapping[str, Any],
     store: ParquetStore | None,
     model_path: str | None = None,
-    decomposer: Callable[[Sequence[str]], list[list[str]]] | None = None,
-) -> list[list[str]]:
-    """Atomic facts of each text: cached ones from ``store``, the rest from the configured backend.
+    decomposer: Decomposer | None = None,
+) -> list[Decomposition]:
+    """The :class:`Decomposition` of each text: cached ones from ``store``, the rest from the configured
+    backend (or ``decomposer``).
 
     Each distinct text is decomposed once; the backend (a model load) is only built when some text
     is missing from the cache. New decompositions are added to the store.
@@ -350,6 +398,7 @@ def decompose(
     hashes = {text: text_hash(text) for text in texts}
     keys = {text: (backend, model, version, digest) for text, digest in hashes.items()}
     cached = store.lookup(list(keys.values())) if store is not None else {}
+    cached = {key: Decomposition(list(atoms), bool(truncated)) for key, (atoms, truncated) in cached.items()}
     missing = [text for text, key in keys.items() if key not in cached]
     log.info(
         "decompose (%s): %d distinct texts, %d cached, %d to decompose",
@@ -360,13 +409,24 @@ def decompose(
     )
     if missing:
         decomposer = decomposer or make_decomposer(cfg, model_path)
-        new = dict(zip(missing, decomposer(missing), strict=True))
+        new = {t: _as_decomposition(d) for t, d in zip(missing, decomposer(missing), strict=True)}
         if store is not None:
             store.add(
                 [
-                    {**dict(zip(DECOMPOSITION_COLUMNS, keys[t], strict=True)), "atoms": a}
-                    for t, a in new.items()
+                    {**dict(zip(DECOMPOSITION_COLUMNS, keys[t], strict=True)), **d._asdict()}
+                    for t, d in new.items()
                 ]
             )
-        cached.update({keys[t]: a for t, a in new.items()})
-    return [list(cached[keys[text]]) for text in texts]
+        cached.update({keys[t]: d for t, d in new.items()})
+    return [Decomposition(list(cached[keys[text]].atoms), cached[keys[text]].truncated) for text in texts]
+
+
+def decompose(
+    texts: Sequence[str],
+    cfg: Mapping[str, Any],
+    store: ParquetStore | None,
+    model_path: str | None = None,
+    decomposer: Decomposer | None = None,
+) -> list[list[str]]:
+    """The atomic facts of each text (:func:`decompose_items` without the truncation flags)."""
+    return [item.atoms for item in decompose_items(texts, cfg, store, model_path, decomposer)]
