@@ -18,6 +18,7 @@ rule generate_responses:
     params:
         cfg=lookup(dpath="generate", within=config),
         input_prefixes=input_prefixes,
+        loading=system_loading,
         seed=config["seed"],
     script:
         "../workflow/scripts/generate_responses.py"

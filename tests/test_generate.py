@@ -1,4 +1,5 @@
-"""Generation: left padding, stopping, post-processing that keeps SMILES intact, flags, artifacts."""
+"""Generation: left padding, stopping, post-processing that keeps SMILES intact, flags, artifacts,
+and models that cannot be loaded (recorded as not run) against errors while generating (raised)."""
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from molmix import lm
 from molmix.artifacts import read_artifact, read_metadata
 from molmix.generate import generate_for_pairs, generate_step, generate_texts, load_generator
 from molmix.prompts import build_prompt
+from standins import remote_code_model
 
 DECODING = {"batch_size": 4, "max_new_tokens": 6, "num_beams": 1}
 
@@ -118,7 +120,7 @@ def test_seq2seq_task_prefix_goes_before_the_raw_input(tiny, tmp_path, monkeypat
         return [""] * len(prompts), [False] * len(prompts), {}
 
     monkeypatch.setattr(generate, "generate_texts", record)
-    monkeypatch.setattr(generate, "load_generator", lambda path: (None, None, "t5" in str(path)))
+    monkeypatch.setattr(generate, "load_generator", lambda path, **_: (None, None, "t5" in str(path)))
     prefix = "Caption the following SMILES: "
     frame, _ = generate_for_pairs(tmp_path / "t5", PAIRS, "mol2cap", DECODING, "txtchem", prefix)
     assert seen == [prefix + s for s in PAIRS["smiles"]]
@@ -132,7 +134,7 @@ def test_a_folder_serving_both_tasks_is_loaded_once(tiny, monkeypatch):
 
     loads = []
     load = generate.load_generator
-    monkeypatch.setattr(generate, "load_generator", lambda path: loads.append(path) or load(path))
+    monkeypatch.setattr(generate, "load_generator", lambda path, **kw: loads.append(path) or load(path, **kw))
     tasks = generate.generate_tasks(
         dict.fromkeys(("mol2cap", "cap2mol"), tiny / "cap2mol"), PAIRS, DECODING, "x"
     )
@@ -178,7 +180,101 @@ def test_generation_step_writes_each_task_with_decoding_settings(tiny, tmp_path)
     metadata = read_metadata(outputs["cap2mol"])
     assert metadata["decoding"] == DECODING
     assert metadata["throughput"]["new_tokens"] > 0
-    with pytest.raises(lm.ModelError, match="missing-model"):
-        missing = {"cap2mol": str(tmp_path / "missing-model")}
-        generate_step(missing, str(test), "x", DECODING, 0, {"cap2mol": outputs["cap2mol"]})
-    assert read_artifact(outputs["cap2mol"], "generations")["id"].tolist() == PAIRS["id"].tolist()  # not lost
+
+
+# ---- models that cannot be loaded: recorded as not run; errors while generating: raised
+
+
+@pytest.fixture
+def test_split(tmp_path):
+    from molmix.artifacts import write_artifact
+
+    path = tmp_path / "test.parquet"
+    write_artifact(PAIRS, path, "pairs")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("folder", "reason"),
+    [
+        ("remote-code", "runs only with trust_remote_code, which this configuration does not allow for it"),
+        (
+            "unknown-architecture",
+            "transformers cannot build this model (The checkpoint you are trying to load has model type `internlm2`",
+        ),
+        ("missing-model", "not a model folder"),
+    ],
+)
+def test_a_model_that_cannot_be_loaded_is_recorded_as_not_run(
+    tiny, tmp_path, test_split, folder, reason, caplog
+):
+    if folder != "missing-model":
+        remote_code_model(tiny / "cap2mol", tmp_path / folder, auto_map=folder == "remote-code")
+    outputs = {task: str(tmp_path / "gen" / f"{task}.parquet") for task in ("mol2cap", "cap2mol")}
+    models = dict.fromkeys(outputs, str(tmp_path / folder))
+    generate_step(models, test_split, "chemllm", DECODING, 0, outputs, log_path="logs/chemllm.log")
+    for path in outputs.values():
+        assert len(read_artifact(path, "generations")) == 0
+        metadata = read_metadata(path)
+        assert metadata["log"] == "logs/chemllm.log" and metadata["decoding"] == DECODING
+        assert str(tmp_path / folder) in metadata["failed"] and "\n" not in metadata["failed"]
+        assert reason in metadata["failed"]
+    assert f"chemllm/mol2cap: not run, its model cannot be loaded: {tmp_path / folder}" in caplog.text
+
+
+def test_only_the_task_whose_model_cannot_be_loaded_is_not_run(tiny, tmp_path, test_split):
+    outputs = {task: str(tmp_path / f"{task}.parquet") for task in ("mol2cap", "cap2mol")}
+    models = {"mol2cap": str(tiny / "mol2cap"), "cap2mol": str(tmp_path / "missing-model")}
+    generate_step(models, test_split, "x", DECODING, 0, outputs)
+    assert read_artifact(outputs["mol2cap"], "generations")["id"].tolist() == PAIRS["id"].tolist()
+    assert "failed" not in read_metadata(outputs["mol2cap"])
+    assert len(read_artifact(outputs["cap2mol"], "generations")) == 0
+    assert "not a model folder" in read_metadata(outputs["cap2mol"])["failed"]
+
+
+def test_remote_code_runs_when_opted_in_with_a_revision(tiny, tmp_path, test_split, monkeypatch):
+    import transformers.dynamic_module_utils
+
+    # transformers copies a model's own code into its modules cache: keep it out of the user's home
+    monkeypatch.setattr(transformers.dynamic_module_utils, "HF_MODULES_CACHE", str(tmp_path / "modules"))
+    folder = str(remote_code_model(tiny / "cap2mol", tmp_path / "chemllm"))
+    outputs = {"cap2mol": str(tmp_path / "cap2mol.parquet")}
+    loading = {"cap2mol": {"trust_remote_code": True, "revision": "0123456789abcdef0123456789abcdef01234567"}}
+    generate_step({"cap2mol": folder}, test_split, "chemllm", DECODING, 0, outputs, loading=loading)
+    assert read_artifact(outputs["cap2mol"], "generations")["id"].tolist() == PAIRS["id"].tolist()
+    assert "failed" not in read_metadata(outputs["cap2mol"])
+    model, tokenizer, _ = load_generator(folder, **loading["cap2mol"])
+    assert (type(model).__name__, type(tokenizer).__name__) == (
+        "InternLM2ForCausalLM",
+        "InternLM2TokenizerFast",
+    )
+    # opted in, but its code imports a package that is not installed: recorded, not a crash
+    broken = remote_code_model(tiny / "cap2mol", tmp_path / "needs-a-package")
+    code = broken / "modeling_internlm2.py"
+    code.write_text("import molmix_not_installed_anywhere\n" + code.read_text())
+    generate_step({"cap2mol": str(broken)}, test_split, "chemllm", DECODING, 0, outputs, loading=loading)
+    failed = read_metadata(outputs["cap2mol"])["failed"]
+    assert "needs-a-package: its code cannot be imported here (ImportError:" in failed
+    assert "molmix_not_installed_anywhere" in failed
+
+
+@pytest.mark.parametrize("during", ["loading", "generation"])
+def test_running_out_of_memory_fails_the_job(tiny, tmp_path, test_split, monkeypatch, during):
+    from transformers import AutoModelForCausalLM
+
+    from molmix import generate
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    if during == "loading":
+        monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", out_of_memory)
+    else:
+        monkeypatch.setattr(generate, "generate_texts", out_of_memory)
+    output = tmp_path / "cap2mol.parquet"
+    output.write_bytes(b"earlier output")
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        generate_step(
+            {"cap2mol": str(tiny / "cap2mol")}, test_split, "x", DECODING, 0, {"cap2mol": str(output)}
+        )
+    assert output.read_bytes() == b"earlier output"  # no failure record: the job fails and is re-run

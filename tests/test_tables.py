@@ -149,3 +149,58 @@ def test_alignment_summary_from_histories_and_scores(tmp_path):
         line for line in (tmp_path / "alignment.md").read_text().splitlines() if "cap2mol+sft" in line
     )
     assert " – " in sft_line and "nan" not in sft_line  # SFT has no reward margin
+
+
+FAILED = {
+    "failed": "resources/models/AI4Chem--ChemLLM-7B-Chat: its model code is not part of transformers",
+    "log": "logs/generate_responses/lpm24/kto.log",
+    "n": 0,
+    "task": "cap2mol",
+}
+
+
+def test_a_system_that_was_not_run_keeps_its_row_with_dashes_and_a_note(tmp_path):
+    import json
+
+    from molmix.tables import tables_step
+
+    files = {}
+    for system, summary in {**CAP2MOL, "kto": FAILED}.items():
+        files[f"{system}__cap2mol"] = tmp_path / f"{system}.json"
+        files[f"{system}__cap2mol"].write_text(json.dumps(summary))
+    spec = {
+        **SPEC,
+        "deltas": [*SPEC["deltas"], {"label": "Δ_KTOvsMED", "row": "KTO", "baseline": "Meditron"}],
+    }
+    tables_step({"table3": spec}, files, tmp_path / "tables")
+    markdown = (tmp_path / "tables/table3.md").read_text()
+    lines = markdown.splitlines()
+    row = next(line for line in lines if line.startswith("|  | KTO |"))
+    assert row == "|  | KTO | " + " | ".join(["–"] * 7) + " |"
+    assert next(line for line in lines if "| Δ_KTOvsMED |" in line).count("–") == 7
+    assert "| Δ_CPOvsMED | +28% | -23.51 |" in markdown  # every other row is filled
+    assert "| **0.71** | **42.65** |" in next(line for line in lines if "| CPO |" in line)
+    note = f"- KTO (kto): not run — {FAILED['failed']}; see {FAILED['log']}"
+    assert lines[-1] == note
+    latex = (tmp_path / "tables/table3.tex").read_text()
+    assert r"KTO (kto): not run — resources/models/AI4Chem-{}-ChemLLM-7B-Chat" in latex
+    assert r"see logs/generate\_responses/lpm24/kto.log" in latex
+    assert latex.index("not run") < latex.index(r"\caption")
+    csv = (tmp_path / "tables/table3.csv").read_text().splitlines()
+    assert next(line for line in csv if ",KTO," in line) == ",KTO,score" + "," * 7
+
+
+def test_published_comparison_of_a_system_that_was_not_run_shows_dashes(tmp_path):
+    spec = {**SPEC, "published": {"KTO": {"bleu": 0.23}, "CPO": {"bleu": 0.71}}}
+    write_tables({"table3": spec}, {**CAP2MOL, "kto": FAILED}, tmp_path, ["table3"])
+    published = (tmp_path / "table3.published.md").read_text()
+    kto = next(line for line in published.splitlines() if "KTO" in line)
+    assert "–" in kto and "nan" not in published and "0.230" in kto
+
+
+def test_notes_in_latex_escape_every_special_character():
+    from molmix.tables import latex_text
+
+    assert latex_text(r"a_b 50% #1 $x$ {y} ~z ^w \ & org---name") == (
+        r"a\_b 50\% \#1 \$x\$ \{y\} \textasciitilde{}z \textasciicircum{}w \textbackslash{} \& org-{}-{}-name"
+    )

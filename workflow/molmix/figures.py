@@ -2,11 +2,13 @@
 
 Fig. 4: metrics against the Mol2Cap:Cap2Mol mixing ratio; Fig. 8: SLERP / TIES against the model
 soup; Fig. 9: caption word counts; training loss curves per alignment method. Each function takes
-plain frames or dicts, so it can be called on any run's outputs.
+plain frames or dicts, so it can be called on any run's outputs. A system that was not run (a score
+summary that says ``failed``) is left out of the figures, with a line in the log.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ import pandas as pd  # noqa: E402
 from molmix.artifacts import atomic_path  # noqa: E402
 from molmix.names import CAPTION_TASK, TASKS  # noqa: E402
 from molmix.tables import METRICS  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 def save(fig, stem: str | Path) -> list[Path]:
@@ -127,6 +131,15 @@ def figures_step(
             scores.setdefault(model, {})[task] = json.loads(Path(path).read_text())
         elif kind == "history":
             histories[rest] = read_artifact(path, "training_log")
+    for system, summaries in sorted(scores.items()):
+        failed = {task: s["failed"] for task, s in summaries.items() if s.get("failed")}
+        if failed:
+            log.warning(
+                "figures: %s left out, it was not run (%s)",
+                system,
+                "; ".join(f"{task}: {reason}" for task, reason in sorted(failed.items())),
+            )
+            del scores[system]
     test = read_artifact(inputs["test"], "pairs")
     word_counts(test["caption"].tolist(), out / "caption_word_counts", cfg["long_caption_words"])
     sweep = {cap2mol_weights[m]: scores[m] for m in cap2mol_weights if m in scores}

@@ -5,12 +5,18 @@ optionally grouped, e.g. TIES / SLERP), and Δ rows comparing two labelled rows.
 scoring stage's JSON summaries. Δ follows the paper: the absolute difference ``row - baseline``,
 in percentage points for metrics bounded in [0, 1] and in the metric's own units for Levenshtein
 and FCD (e.g. Table 3, Δ_CPOvsMED: 0.71 - 0.43 BLEU is "+29%", 4.19 - 13.64 FCD is "-9.45").
+
+A system that was not run (its score summary says ``failed``: the model could not be loaded) keeps
+its row with "–" in every metric, as does every Δ row involving it, and the table's note names it,
+the reason and the log of the failed job (:func:`failure_notes`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +25,8 @@ from typing import Any
 import pandas as pd
 
 from molmix.names import CAPTION_TASK, MOLECULE_TASK, TASKS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,12 +72,23 @@ def delta(metric: Metric, value: float, baseline: float) -> float:
     return difference * 100 if metric.bounded else difference
 
 
+def failure_notes(spec: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per row of ``spec`` whose system was not run: label, system, reason and log."""
+    notes = []
+    for row in spec["rows"]:
+        summary = scores.get(row["system"]) or {}
+        if summary.get("failed"):
+            see = f"; see {summary['log']}" if summary.get("log") else ""
+            notes.append(f"{row['label']} ({row['system']}): not run — {summary['failed']}{see}")
+    return notes
+
+
 def build_table(spec: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """One table as a frame: a row per system (group, label), a column per metric, then Δ rows.
 
     ``spec``: {task, rows: [{label, system, group?, show?}], deltas: [{label, row, baseline}]}. A row
     with ``show: false`` is not printed but can be a Δ baseline (the paper's Table 4 compares with
-    Table 2's DPO and CPO rows).
+    Table 2's DPO and CPO rows). A system whose summary says ``failed`` gets NaN ("–") everywhere.
     """
     metrics = METRICS[spec["task"]]
     records = []
@@ -78,6 +97,8 @@ def build_table(spec: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]]
         summary = scores.get(row["system"])
         if summary is None:
             raise TableError(f"table row {row['label']!r}: no scores for system {row['system']!r}")
+        if summary.get("failed"):
+            summary = dict.fromkeys((m.key for m in metrics), None)
         missing = [m.key for m in metrics if m.key not in summary]
         if missing:
             raise TableError(f"scores of system {row['system']!r} lack metric(s) {missing}")
@@ -148,15 +169,39 @@ def _cells(table: pd.DataFrame, task: str, bold: str) -> list[list[str]]:
     return rows
 
 
-def to_markdown(table: pd.DataFrame, task: str) -> str:
+def to_markdown(table: pd.DataFrame, task: str, notes: Sequence[str] = ()) -> str:
+    """A pipe table; best values in bold; ``notes`` (lines) below it."""
     headers = ["", "Method", *[m.header for m in METRICS[task]]]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cells) + " |" for cells in _cells(table, task, "**{}**")]
+    if notes:
+        lines += ["", *[f"- {note}" for note in notes]]
     return "\n".join(lines) + "\n"
 
 
-def to_latex(table: pd.DataFrame, task: str, caption: str) -> str:
-    """A booktabs table; best values in bold, Δ rows after a midrule."""
+LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_text(text: str) -> str:
+    """Free text (a note: paths, error messages) with every LaTeX special character escaped; "--" in
+    a path stays two hyphens, not an en dash."""
+    escaped = "".join(LATEX_SPECIALS.get(char, char) for char in text)
+    return re.sub(r"-(?=-)", "-{}", escaped)
+
+
+def to_latex(table: pd.DataFrame, task: str, caption: str, notes: Sequence[str] = ()) -> str:
+    """A booktabs table; best values in bold, Δ rows after a midrule, ``notes`` under the tabular."""
     metrics = METRICS[task]
     escape = {"%": r"\%", "Δ": r"$\Delta$", "_": r"\_", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "&": r"\&"}
 
@@ -182,7 +227,9 @@ def to_latex(table: pd.DataFrame, task: str, caption: str) -> str:
             " & ".join(tex(c) if not c.startswith(r"\textbf") else c.replace("%", r"\%") for c in cells)
             + r" \\"
         )
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{tex(caption)}}}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\par\smallskip{\footnotesize " + latex_text(note) + "}" for note in notes]
+    lines += [rf"\caption{{{tex(caption)}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
@@ -224,18 +271,27 @@ def write_tables(
     for name in names:
         spec = specs[name]
         table = build_table(spec, scores)
+        notes = failure_notes(spec, scores)
+        for note in notes:
+            log.warning("%s: %s", name, note)
         task = spec["task"]
         caption = spec.get("caption", name)
-        write_text(out / f"{name}.md", f"{caption}\n\n" + to_markdown(table, task))
-        write_text(out / f"{name}.tex", to_latex(table, task, caption))
+        write_text(out / f"{name}.md", f"{caption}\n\n" + to_markdown(table, task, notes))
+        write_text(out / f"{name}.tex", to_latex(table, task, caption, notes))
         write_text(out / f"{name}.csv", table.to_csv(index=False))
         if spec.get("published"):
             comparison = compare_with_published(table, task, spec["published"])
             write_text(
-                out / f"{name}.published.md", comparison.to_markdown(index=False, floatfmt=".3f") + "\n"
+                out / f"{name}.published.md",
+                _missing_as_dash(comparison).to_markdown(index=False, floatfmt=".3f", missingval="–") + "\n",
             )
         built[name] = table
     return built
+
+
+def _missing_as_dash(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with NaN as None, which tabulate's ``missingval`` replaces (it leaves NaN as "nan")."""
+    return frame.astype(object).where(frame.notna(), None)
 
 
 def tables_step(
@@ -290,7 +346,8 @@ def alignment_summary_step(
     histories = {key.removeprefix("history__"): p for key, p in inputs.items() if key.startswith("history__")}
     scores = {key: p for key, p in inputs.items() if not key.startswith("history__")}
     table = alignment_summary(histories, scores)
-    shown = table.astype(object).where(table.notna(), None)  # tabulate's missingval takes None only
-    write_text(markdown_path, shown.to_markdown(index=False, floatfmt=".3f", missingval="–") + "\n")
+    write_text(
+        markdown_path, _missing_as_dash(table).to_markdown(index=False, floatfmt=".3f", missingval="–") + "\n"
+    )
     write_text(csv_path, table.to_csv(index=False))
     return table

@@ -14,4 +14,6 @@ generate_step(
     snakemake.params.seed,
     dict(snakemake.output.items()),
     snakemake.params.input_prefixes,
+    loading=snakemake.params.loading,
+    log_path=snakemake.log[0],
 )

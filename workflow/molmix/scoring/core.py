@@ -300,9 +300,32 @@ def score_step(
     scores_path: str,
     summary_path: str,
 ) -> None:
-    """The ``score_responses`` rule: per-item scores (Parquet) and the corpus summary (JSON)."""
-    from molmix.artifacts import write_artifact, write_json
+    """The ``score_responses`` rule: per-item scores (Parquet) and the corpus summary (JSON).
 
+    Generations of a model that could not be loaded (:func:`molmix.generate.generation_failure`)
+    give per-item scores with no rows and a summary that says ``failed`` (why, and the generation's
+    log) instead of metric values.
+    """
+    from molmix.artifacts import write_artifact, write_json
+    from molmix.generate import generation_failure
+
+    failure = generation_failure(generations_path)
+    if failure is not None:
+        task = check_task(task)
+        summary = {
+            **failure,
+            "n": 0,
+            "task": task,
+            "model": Path(generations_path).parent.name,
+            "input": str(generations_path),
+        }
+        log.warning("%s: not scored, its generation was not run: %s", generations_path, failure["failed"])
+        empty = pd.DataFrame(
+            {c: pd.Series([], dtype=object) for c in ("id", "task", "model", "reference", "prediction")}
+        )
+        write_artifact(empty, scores_path, "scores", params=dict(cfg), extra_metadata={"summary": summary})
+        write_json(summary_path, summary)
+        return
     settings = ScoreSettings.from_config(cfg)
     items, task = read_items(generations_path, task)
     items = align_references(items, generations_path, test_references(test_path, task), test_path)
