@@ -179,6 +179,8 @@ def main() -> None:
         gradient_accumulation_steps=args.examples_per_step // batch_size,
         logging_steps=1,
         save_steps=10**6,
+        eval_strategy="no",  # training throughput only: no evaluation, the last step kept
+        load_best_model_at_end=False,
     )
     cuda = torch.cuda.is_available()
     if not cuda:
@@ -186,9 +188,14 @@ def main() -> None:
     decoding = dict(paper["generate"])
     if args.max_new_tokens:
         decoding["max_new_tokens"] = args.max_new_tokens
-    negatives_paths = sorted(str(p) for p in (args.run / "results/negatives/demo").glob("*.parquet"))
-    if not negatives_paths:
-        sys.exit(f"{args.run}: no results/negatives/demo/*.parquet; run the demo there first (make demo)")
+    negatives_paths = sorted(str(p) for p in (args.run / "results/negatives/demo/train").glob("*.parquet"))
+    validation_paths = sorted(
+        str(p) for p in (args.run / "results/negatives/demo/validation").glob("*.parquet")
+    )
+    if not negatives_paths or not validation_paths:
+        sys.exit(
+            f"{args.run}: no results/negatives/demo/{{train,validation}}/*.parquet; run the demo there first (make demo)"
+        )
     negatives = pd.concat(pd.read_parquet(p) for p in negatives_paths)
 
     shm = Path("/dev/shm")
@@ -229,7 +236,9 @@ def main() -> None:
             "curve": work / "aligned" / "curve.png",
         }
         start = time.perf_counter()
-        history = align.train_alignment(str(init_dir), negatives_paths, args.method, cfg, 42, outputs)
+        history = align.train_alignment(
+            str(init_dir), negatives_paths, args.method, cfg, 42, outputs, validation_paths=validation_paths
+        )
         total = time.perf_counter() - start
         summary = history.dropna(subset=["train_runtime"]).iloc[-1]
         examples = args.steps * args.examples_per_step

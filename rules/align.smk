@@ -1,7 +1,8 @@
 rule train_alignment:
     input:
         init=init_model,
-        negatives=expand(layout.NEGATIVES, task=TASKS, allow_missing=True),
+        negatives=EXPERIMENT.negatives("train"),
+        validation=EXPERIMENT.negatives("validation"),
     output:
         adapter=directory(layout.ALIGNED_ADAPTER),
         model=directory(layout.ALIGNED_MODEL),

@@ -19,17 +19,20 @@ rule train_negative_model:
         "../workflow/scripts/train_negative_model.py"
 
 
+# Preference pairs of the training split (alignment) and of the validation split (its eval_loss).
 rule generate_negatives:
     input:
         model=negative_model,
-        train=DATA["train"],
+        data=layout.SPLIT,
     output:
         pairs=layout.NEGATIVES,
         summary=layout.NEGATIVES_SUMMARY,
     log:
-        "logs/generate_negatives/{dataset}/{task}.log",
+        "logs/generate_negatives/{dataset}/{split}/{task}.log",
     benchmark:
-        "benchmarks/generate_negatives/{dataset}/{task}.tsv"
+        "benchmarks/generate_negatives/{dataset}/{split}/{task}.tsv"
+    wildcard_constraints:
+        split=one_of(layout.PREFERENCE_SPLITS),
     conda:
         "../envs/molmix.yaml"
     threads: 2

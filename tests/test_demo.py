@@ -73,7 +73,7 @@ def test_demo_cap2mol_model_writes_mostly_valid_smiles(demo_run):
 def test_demo_negatives_are_plausible_but_wrong(demo_run):
     """The T5 negatives mostly stop like real outputs, and a good share of rejected SMILES are molecules
     (0.32-0.56 over seeds 1, 2, 3, 42: config.yaml's models.negative comment)."""
-    negatives = demo_run / "results/negatives/demo"
+    negatives = demo_run / "results/negatives/demo/train"
     pairs = {}
     for task in ("mol2cap", "cap2mol"):
         counts = json.loads((negatives / f"{task}.json").read_text())

@@ -16,7 +16,7 @@ import yaml
 
 from conftest import REPO, run_snakemake
 from fixtures import fixture_path
-from molmix.artifacts import read_artifact
+from molmix.artifacts import read_artifact, read_metadata
 from molmix.training import work_dir_for
 
 TINY = REPO / "tests/config/tiny.yaml"
@@ -76,10 +76,27 @@ def edited_config(tmp_path, dotted, value):
 
 def test_the_whole_dag_produces_every_target(finished_run):
     assert (finished_run / "results/models/demo/learning_check.json").exists()
+    for split in ("train", "validation"):  # the validation pairs are alignment's evaluation data
+        for task in ("mol2cap", "cap2mol"):
+            pairs = finished_run / f"results/negatives/demo/{split}/{task}.parquet"
+            assert len(read_artifact(pairs, "negatives")) > 0
     assert (finished_run / "results/generations/demo/slerp+cpo/cap2mol.parquet").exists()
     for table in ("table2", "table3", "table4", "table5"):
         assert (finished_run / f"results/tables/demo/{table}.md").exists()
     assert (finished_run / "results/figures/demo/training_loss.png").exists()
+
+
+def test_every_alignment_run_keeps_its_best_evaluated_step(finished_run):
+    """Fig. 14's load_best_model_at_end: eval_loss on the validation pairs at every eval_steps (tiny.yaml:
+    every step), and the step with the lowest one is the step kept, as the history's metadata says."""
+    histories = sorted((finished_run / "results/aligned/demo").glob("*/*/history.parquet"))
+    assert len(histories) == 10
+    for path in histories:
+        history, meta = read_artifact(path, "training_log"), read_metadata(path)
+        evaluated = history.dropna(subset=["eval_loss"])
+        assert evaluated["step"].tolist() == [1, 2, 3], path
+        best = int(evaluated.loc[evaluated["eval_loss"].idxmin(), "step"])
+        assert (meta["kept_step"], meta["kept_by"], meta["last_step"]) == (best, "best eval_loss", 3), path
 
 
 def test_the_report_collects_tables_and_figures(finished_run):
@@ -191,6 +208,8 @@ def test_killed_training_resumes_and_completes(finished_run, tmp_path):
     assert not checkpoints.exists()
     weights = f"{run_dir}/model/model.safetensors"
     assert (workdir / weights).read_bytes() == (uninterrupted / weights).read_bytes()
+    kept = [read_metadata(run / target)["kept_step"] for run in (workdir, uninterrupted)]
+    assert kept[0] == kept[1]  # the same best checkpoint, evaluated every step (tiny.yaml)
 
 
 def test_killed_nli_stage_reruns_to_the_same_scores(finished_run, tmp_path):

@@ -50,9 +50,20 @@ class Killed(Exception):
     pass
 
 
-def tiny_run(out_dir, settings, kill_at=None, learning_rate=0.1):
+EVALUATION = {
+    "eval_strategy": "steps",
+    "eval_steps": 3,
+    "load_best_model_at_end": True,
+    "metric_for_best_model": "eval_loss",
+    "greater_is_better": False,
+}
+"""Fig. 14's best-checkpoint settings as the schema's align.training defaults give them (eval_steps = save_steps)."""
+
+
+def tiny_run(out_dir, settings, kill_at=None, learning_rate=0.1, best=False):
     """train_and_save of a linear model (8 examples, batch 2, 2 epochs = 8 steps, a checkpoint every 3
-    steps), killed after step ``kill_at``; returns (trainer, final weights)."""
+    steps), killed after step ``kill_at``; returns (trainer, final weights). ``best``: evaluated every 3
+    steps on data the training moves away from (the labels negated), keeping the best checkpoint."""
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -73,10 +84,14 @@ def tiny_run(out_dir, settings, kill_at=None, learning_rate=0.1):
     data = [{"x": [i / 8, 1.0], "labels": i / 4} for i in range(8)]
     keywords = {"num_train_epochs": 2, "per_device_train_batch_size": 2, "learning_rate": learning_rate}
     keywords.update(save_steps=3, logging_steps=1)
+    if best:
+        keywords.update(EVALUATION)
+    away = [{"x": row["x"], "labels": -row["labels"]} for row in data]
 
     def make_trainer():
         args = TrainingArguments(**trainer_arguments(keywords, out_dir, 0, disable_tqdm=True))
-        return Trainer(model=Linear(), args=args, train_dataset=data, callbacks=[Kill()])
+        evaluation = {"eval_dataset": away} if best else {}
+        return Trainer(model=Linear(), args=args, train_dataset=data, callbacks=[Kill()], **evaluation)
 
     saved = {}
     trainer, _ = train_and_save(make_trainer, settings, out_dir, lambda t: saved.update(t.model.state_dict()))
@@ -111,3 +126,34 @@ def test_a_killed_run_resumes_and_checkpoints_of_other_settings_are_discarded(tm
         other, _ = tiny_run(out, {"lr": 0.2}, learning_rate=0.2)
     assert "discarding checkpoints of a run with other settings" in caplog.text
     assert "resuming" not in caplog.text and sorted(losses(other)) == list(range(1, 9))
+
+
+def evaluations(trainer):
+    return {row["step"]: row["eval_loss"] for row in trainer.state.log_history if "eval_loss" in row}
+
+
+def test_a_killed_run_resumes_and_still_keeps_the_best_checkpoint(tmp_path, caplog):
+    """With load_best_model_at_end the best checkpoint is kept besides the newest (save_total_limit 1):
+    a run killed after a newer checkpoint resumes from that one and ends with the best's weights."""
+    import torch
+
+    out = tmp_path / "model"
+    trainer, uninterrupted = tiny_run(out, {"lr": 0.1}, best=True)
+    evaluated = evaluations(trainer)
+    assert sorted(evaluated) == [3, 6, 8]  # every eval_steps and after the last step
+    best = min(evaluated, key=evaluated.get)
+    assert best == 3 and trainer.state.best_model_checkpoint.endswith("checkpoint-3")  # moving away
+    # the weights saved are the best step's, not the last step's
+    _, last = tiny_run(tmp_path / "last", {"lr": 0.1})
+    assert not all(torch.equal(uninterrupted[name], last[name]) for name in last)
+
+    with pytest.raises(Killed):
+        tiny_run(out, {"lr": 0.1}, kill_at=7, best=True)
+    kept = sorted(p.name for p in work_dir_for(out).glob("checkpoint-*"))
+    assert kept == ["checkpoint-3", "checkpoint-6"]  # the best besides the newest
+    with caplog.at_level(logging.INFO):
+        resumed, weights = tiny_run(out, {"lr": 0.1}, best=True)
+    assert f"resuming from {work_dir_for(out) / 'checkpoint-6'}" in caplog.text
+    assert evaluations(resumed) == evaluated and resumed.state.best_metric == trainer.state.best_metric
+    assert all(torch.equal(weights[name], uninterrupted[name]) for name in uninterrupted)
+    assert not work_dir_for(out).exists()

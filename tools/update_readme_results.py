@@ -54,11 +54,12 @@ def excerpt(run: Path) -> str:
 def negatives_line(run: Path) -> str:
     """How plausible the T5 negatives are: outputs that never stopped, valid rejected SMILES."""
     counts = {
-        t: json.loads((run / f"results/negatives/demo/{t}.json").read_text()) for t in ("mol2cap", "cap2mol")
+        t: json.loads((run / f"results/negatives/demo/train/{t}.json").read_text())
+        for t in ("mol2cap", "cap2mol")
     }
-    rejected = pd.read_parquet(run / "results/negatives/demo/cap2mol.parquet")["rejected"].tolist()
+    rejected = pd.read_parquet(run / "results/negatives/demo/train/cap2mol.parquet")["rejected"].tolist()
     return (
-        f"Negatives (`results/negatives/demo/`, tiny T5, greedy): of {counts['mol2cap']['inputs']} Mol2Cap "
+        f"Negatives (`results/negatives/demo/train/`, tiny T5, greedy): of {counts['mol2cap']['inputs']} Mol2Cap "
         f"inputs, {counts['mol2cap']['truncated']} rejected captions ran to `max_new_tokens` without stopping; "
         f"of {counts['cap2mol']['inputs']} Cap2Mol inputs, {counts['cap2mol']['truncated']} did, and "
         f"{smiles_validity(rejected):.0%} of the rejected SMILES are valid molecules."

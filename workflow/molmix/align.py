@@ -6,8 +6,11 @@ the reference model is the same network with its adapters disabled (``ref_model=
 ``peft_config``), so no second copy is loaded. QLoRA (4-bit NF4, double quantisation, bf16 compute)
 is used on CUDA; on a machine without CUDA it is switched off with a warning and the same code trains
 plain LoRA in fp32, unless ``quantize_without_cuda`` asks for the real 4-bit path (bitsandbytes runs NF4
-on CPU too, about 8x slower). After training, the adapter is saved, the base is reloaded unquantised,
-and the adapter is merged into it (``merge_and_unload``) for generation.
+on CPU too, about 8x slower). Every ``eval_steps`` the run is evaluated on the preference pairs of the
+subsampled validation split, and with Fig. 14's ``load_best_model_at_end`` the checkpoint with the
+lowest ``eval_loss`` is the one kept (:func:`kept_checkpoint`; the history's metadata names its step).
+After training, the kept adapter is saved, the base is reloaded unquantised, and the adapter is merged
+into it (``merge_and_unload``) for generation.
 
 The settings are the libraries' own keywords, passed through (:mod:`molmix.library_settings` checks
 them): ``training`` and ``methods.<method>`` (which wins) of the method's TRL config, ``lora`` of
@@ -64,6 +67,22 @@ def preference_records(negatives: pd.DataFrame, method: str) -> list[dict[str, A
     raise ValueError(f"unknown alignment method {method!r}; expected one of {ALIGN_METHODS}")
 
 
+def kto_order(records: Sequence[Mapping[str, Any]], seed: int) -> list[Mapping[str, Any]]:
+    """KTO's records in a seeded random order.
+
+    TRL's ``KTOTrainer`` reads its records in order (``train_sampling_strategy`` is ``sequential``) and
+    estimates its KL reference point by pairing each record with its neighbour's completion inside a
+    batch. In :func:`preference_records`' order the neighbour is the same prompt's other completion and
+    one direction's records all come before the other's, so they are shuffled, as the author's kto.py
+    shuffles its unpaired rows.
+    """
+    import random
+
+    order = list(records)
+    random.Random(seed).shuffle(order)
+    return order
+
+
 def use_quantization(quantization: Mapping[str, Any], without_cuda: bool = False) -> bool:
     """Quantised loading on CUDA when ``quantization`` asks for it; off (with a warning) without CUDA
     unless ``without_cuda``."""
@@ -111,8 +130,23 @@ def load_policy(
     model = AutoModelForCausalLM.from_pretrained(
         str(model_dir), quantization_config=config, dtype=config.bnb_4bit_compute_dtype
     )
+    if not training.has_cuda():
+        keep_cpu_4bit_layout_for_training(model)
     checkpointing = gradient_checkpointing and training.has_cuda()
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing), True
+
+
+def keep_cpu_4bit_layout_for_training(model) -> None:
+    """Keep bitsandbytes' 4-bit layers in their training layout during evaluation on CPU.
+
+    On a CPU with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit weight for an inference kernel on its
+    first forward pass in eval mode without gradients (an evaluation) and keeps it so: the training
+    steps after it then run through that kernel, which passes no gradient back to earlier layers (their
+    LoRA adapters stop learning), and a layer whose output width is not a multiple of 32 fails.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def method_settings(cfg: Mapping[str, Any], method: str) -> dict[str, Any]:
@@ -121,11 +155,20 @@ def method_settings(cfg: Mapping[str, Any], method: str) -> dict[str, Any]:
 
 
 def trainer_for(
-    method: str, model, tokenizer, records, cfg: Mapping[str, Any], seed: int, out_dir, peft_config
+    method: str,
+    model,
+    tokenizer,
+    records,
+    cfg: Mapping[str, Any],
+    seed: int,
+    out_dir,
+    peft_config,
+    eval_records=None,
 ):
     """The TRL trainer of ``method`` with its config from :func:`method_settings`; checkpoints go to the
-    work folder of ``out_dir`` (the adapter folder). DPO and KTO get ``ref_model=None``: the reference
-    is the adapter-disabled policy."""
+    work folder of ``out_dir`` (the adapter folder). ``eval_records`` (the validation split's, in the
+    method's format) are what ``eval_loss`` is computed on. DPO and KTO get ``ref_model=None``: the
+    reference is the adapter-disabled policy."""
     import importlib
 
     from datasets import Dataset
@@ -141,6 +184,7 @@ def trainer_for(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(records),
+        eval_dataset=None if eval_records is None else Dataset.from_list(eval_records),
         processing_class=tokenizer,
         peft_config=peft_config,
         **reference,
@@ -166,16 +210,17 @@ def count_over_length(
     return over
 
 
-def _warn_over_length(records: Sequence[Mapping[str, Any]], tokenizer, args) -> None:
+def _warn_over_length(records: Sequence[Mapping[str, Any]], tokenizer, args, split: str) -> None:
     """Log how many records the trainer's ``max_length`` (CPO: ``max_completion_length``) truncates."""
     limit = getattr(args, "max_completion_length", None)
     over = count_over_length(records, tokenizer, args.max_length, limit)
     if over:
         log.warning(
-            "%d of %d records exceed max_length=%s%s tokens; TRL truncates them "
+            "%d of %d %s records exceed max_length=%s%s tokens; TRL truncates them "
             "(or drops them if no completion is left)",
             over,
             len(records),
+            split,
             args.max_length,
             f" or max_completion_length={limit}" if limit is not None else "",
         )
@@ -197,22 +242,63 @@ def merge_adapter(init_dir: str | Path, adapter_dir: str | Path, out_dir: str | 
         lm.load_tokenizer(init_dir).save_pretrained(tmp)
 
 
-def plot_history(history: pd.DataFrame, title: str, path: str | Path) -> None:
+def kept_checkpoint(trainer) -> dict[str, Any]:
+    """Which step's weights the trainer ends with, for the history's metadata.
+
+    With ``load_best_model_at_end`` the Trainer has loaded its best checkpoint (by
+    ``metric_for_best_model``, ``eval_loss`` by default) after the last step; otherwise the last step's
+    weights are kept. ``kept_by`` says which, ``best_metric`` is the best evaluated value.
+    """
+    state, args = trainer.state, trainer.args
+    kept: dict[str, Any] = {
+        "kept_step": state.global_step,
+        "kept_by": "last step",
+        "last_step": state.global_step,
+        "metric_for_best_model": args.metric_for_best_model,
+        "best_metric": state.best_metric,
+    }
+    if args.load_best_model_at_end:
+        if state.best_model_checkpoint is None:
+            log.warning("load_best_model_at_end: no evaluated checkpoint to load; keeping the last step")
+        else:
+            step = int(Path(state.best_model_checkpoint).name.removeprefix("checkpoint-"))
+            kept.update(kept_step=step, kept_by=f"best {args.metric_for_best_model}")
+    best = "" if state.best_metric is None else f"; best {args.metric_for_best_model} {state.best_metric:.6g}"
+    log.info("keeping step %d of %d (%s%s)", kept["kept_step"], kept["last_step"], kept["kept_by"], best)
+    return kept
+
+
+def plot_history(history: pd.DataFrame, title: str, path: str | Path, kept_step: int | None = None) -> None:
+    """Training loss, evaluation loss and reward margin by step; a dotted line marks the kept step."""
     from molmix.figures import plt
 
     fig, ax = plt.subplots(figsize=(5, 3))
     rows = history.dropna(subset=["loss"])
     ax.plot(rows["step"], rows["loss"], label="loss")
-    margin = next((c for c in history.columns if c.endswith("rewards/margins")), None)
-    if margin:
-        rows = history.dropna(subset=[margin])
-        ax.plot(rows["step"], rows[margin], label="reward margin")
+    if "eval_loss" in history:
+        rows = history.dropna(subset=["eval_loss"])
+        ax.plot(rows["step"], rows["eval_loss"], marker="o", markersize=3, label="validation loss")
+    if "rewards/margins" in history:
+        rows = history.dropna(subset=["rewards/margins"])
+        ax.plot(rows["step"], rows["rewards/margins"], label="reward margin")
+    if kept_step is not None:
+        ax.axvline(kept_step, color="grey", linestyle=":", linewidth=1, label=f"kept (step {kept_step})")
     ax.set_xlabel("step")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def read_records(paths: Sequence[str], method: str, split: str, seed: int) -> list[Mapping[str, Any]]:
+    """The preference pairs of ``paths`` (one split, every task) as ``method``'s records."""
+    frames = [read_artifact(p, "negatives") for p in paths]
+    if not frames or all(frame.empty for frame in frames):
+        raise ValueError(f"no preference pairs to {split} on in {', '.join(map(str, paths)) or '(no files)'}")
+    negatives = pd.concat(frames, ignore_index=True)
+    records = preference_records(negatives, method)
+    return kto_order(records, seed) if method == "kto" else records
 
 
 def train_alignment(
@@ -222,19 +308,28 @@ def train_alignment(
     cfg: Mapping[str, Any],
     seed: int,
     outputs: Mapping[str, str],
+    *,
+    validation_paths: Sequence[str],
 ) -> pd.DataFrame:
     """Align ``init_dir`` with ``method`` on the preference pairs of every task.
 
-    ``cfg``: ``training``, ``methods`` (with ``method``'s settings), ``lora``, ``quantization`` and
-    ``quantize_without_cuda``. ``outputs``: adapter (folder), model (merged folder), history
-    (Parquet), curve (PNG). Trainer checkpoints go to the adapter's work folder; a re-run after a kill
-    resumes from the newest one (:func:`molmix.training.train_and_save`).
+    ``negatives_paths``: the training split's pairs; ``validation_paths``: the validation split's, on
+    which the trainer computes ``eval_loss`` (every ``eval_steps`` with ``eval_strategy: steps``) and,
+    with ``load_best_model_at_end``, picks the checkpoint it keeps. ``cfg``: ``training``, ``methods``
+    (with ``method``'s settings), ``lora``, ``quantization`` and ``quantize_without_cuda``.
+    ``outputs``: adapter (folder), model (merged folder), history (Parquet; its metadata says which
+    step was kept, :func:`kept_checkpoint`), curve (PNG). Trainer checkpoints go to the adapter's work
+    folder; a re-run after a kill resumes from the newest one (:func:`molmix.training.train_and_save`).
     """
-    negatives = pd.concat([read_artifact(p, "negatives") for p in negatives_paths], ignore_index=True)
-    if negatives.empty:
-        raise ValueError(f"no preference pairs to train on in {', '.join(map(str, negatives_paths))}")
-    records = preference_records(negatives, method)
-    log.info("%s on %s: %d training records", method, init_dir, len(records))
+    records = read_records(negatives_paths, method, "train", seed)
+    eval_records = read_records(validation_paths, method, "evaluate", seed)
+    log.info(
+        "%s on %s: %d training records, %d validation records",
+        method,
+        init_dir,
+        len(records),
+        len(eval_records),
+    )
     tokenizer = lm.load_tokenizer(init_dir)
     checkpointing = method_settings(cfg, method).get("gradient_checkpointing", False)
     model, quantized = load_policy(
@@ -243,8 +338,11 @@ def train_alignment(
 
     def make_trainer():
         lora = lora_config(cfg["lora"])
-        trainer = trainer_for(method, model, tokenizer, records, cfg, seed, outputs["adapter"], lora)
-        _warn_over_length(records, tokenizer, trainer.args)
+        trainer = trainer_for(
+            method, model, tokenizer, records, cfg, seed, outputs["adapter"], lora, eval_records
+        )
+        _warn_over_length(records, tokenizer, trainer.args, "training")
+        _warn_over_length(eval_records, tokenizer, trainer.args, "validation")
         return trainer
 
     def save(trainer):
@@ -252,12 +350,20 @@ def train_alignment(
             trainer.model.save_pretrained(tmp)
         merge_adapter(init_dir, outputs["adapter"], outputs["model"])
 
-    run = {"cfg": cfg, "seed": seed, "method": method, "init": str(init_dir), "n": len(records)}
+    run = {
+        "cfg": cfg,
+        "seed": seed,
+        "method": method,
+        "init": str(init_dir),
+        "n": len(records),
+        "n_validation": len(eval_records),
+    }
     trainer, _ = training.train_and_save(make_trainer, run, outputs["adapter"], save)
+    kept = kept_checkpoint(trainer)
     history = pd.DataFrame(trainer.state.log_history)
     history.columns = [str(c) for c in history.columns]
     history.insert(0, "method", method)
     history["quantized"] = quantized
-    write_artifact(history, outputs["history"], "training_log", params=cfg, seed=seed)
-    plot_history(history, f"{method} from {Path(init_dir).name}", outputs["curve"])
+    write_artifact(history, outputs["history"], "training_log", params=cfg, seed=seed, extra_metadata=kept)
+    plot_history(history, f"{method} from {Path(init_dir).name}", outputs["curve"], kept["kept_step"])
     return history

@@ -44,8 +44,10 @@ NLI_METRICS = "results/models/{dataset}/nli.metrics.json"
 MERGED_MODEL = "results/models/{dataset}/merged/{merge}"
 
 # preference pairs and alignment
-NEGATIVES = "results/negatives/{dataset}/{task}.parquet"
-NEGATIVES_SUMMARY = "results/negatives/{dataset}/{task}.json"
+PREFERENCE_SPLITS = ("train", "validation")
+"""The splits made into preference pairs: train (alignment) and validation (eval_loss, best checkpoint)."""
+NEGATIVES = "results/negatives/{dataset}/{split}/{task}.parquet"
+NEGATIVES_SUMMARY = "results/negatives/{dataset}/{split}/{task}.json"
 ALIGNED_ADAPTER = "results/aligned/{dataset}/{init}/{method}/adapter"
 ALIGNED_MODEL = "results/aligned/{dataset}/{init}/{method}/model"
 ALIGNED_HISTORY = "results/aligned/{dataset}/{init}/{method}/history.parquet"
@@ -186,6 +188,12 @@ class Experiment:
             {"decomposer": self.external_model(decomposer["model"])} if decomposer["backend"] == "llm" else {}
         )
 
+    def negatives(self, split: str) -> list[str]:
+        """The preference pairs of ``split`` (one of :data:`PREFERENCE_SPLITS`), both directions."""
+        if split not in PREFERENCE_SPLITS:
+            raise ValueError(f"no preference pairs of split {split!r}; expected one of {PREFERENCE_SPLITS}")
+        return [self.path(NEGATIVES, split=split, task=task) for task in TASKS]
+
     # settings of one job ------------------------------------------------------------------------
 
     def alignment_settings(self, method: str) -> dict[str, Any]:
@@ -260,7 +268,7 @@ class Experiment:
     def targets(self) -> list[str]:
         """Every output of the configured experiment (the ``all`` rule)."""
         targets = [self.path(SPLIT, split=split) for split in SPLITS]
-        targets += [self.path(NEGATIVES, task=task) for task in TASKS]
+        targets += [path for split in PREFERENCE_SPLITS for path in self.negatives(split)]
         targets += [self.path(MERGED_MODEL, merge=merge) for merge in self.merges]
         if self.models["pertask"]["source"] == "train":
             targets.append(self.path(LEARNING_CHECK))

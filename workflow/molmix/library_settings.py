@@ -4,6 +4,8 @@
 through as they are; ``align.lora`` those of PEFT's ``LoraConfig``, and so on (:data:`BLOCKS`). Any
 field of the class may be set without code changes here; a key that is no field of it is an error
 naming its dotted path, and so is a key molmix sets itself (:data:`molmix.training.PIPELINE_ARGUMENTS`).
+Combinations of alignment keys that the trainer would refuse only once a run starts, or that would
+keep another checkpoint than the best evaluated one, are refused too (:func:`check_alignment_evaluation`).
 
 Importing TRL and PEFT takes seconds, and the config is validated on every Snakemake invocation, so
 the field lists are read from ``library_fields.json``, written by ``tools/library_fields.py``
@@ -150,3 +152,54 @@ def check_library_settings(config: Mapping[str, Any]) -> None:
                 f"{path}.{key}: not a field of {', '.join(missing)} (keys here go to every method's config; "
                 f"put a method's own setting under align.methods.<method>){hint}"
             )
+    check_alignment_evaluation(config)
+
+
+def check_alignment_evaluation(config: Mapping[str, Any]) -> None:
+    """Evaluation and batch settings of each method an alignment run uses (``align.training`` with
+    ``align.methods.<method>`` over it), each error naming the key where the value is set.
+
+    - ``load_best_model_at_end`` needs ``eval_strategy: steps`` (molmix saves a checkpoint every
+      ``save_steps``, and transformers needs both on the same schedule) and ``eval_steps`` equal to
+      ``save_steps``: transformers accepts a multiple, but a best step evaluated between two saves has
+      no checkpoint, and another step would be kept.
+    - KTO needs per-device batches of at least 2, for training and, when it evaluates, for evaluation:
+      TRL estimates its KL term from mismatched pairs inside one batch.
+    """
+    align = config.get("align") or {}
+    for method in sorted({m for run in align.get("runs", []) for m in run["methods"]}):
+        own = align["methods"].get(method) or {}
+        settings = {**align["training"], **own}
+        strategy, steps, save = (settings.get(k) for k in ("eval_strategy", "eval_steps", "save_steps"))
+        if settings.get("load_best_model_at_end"):
+            if strategy != "steps":
+                raise ConfigError(
+                    f"{_setting(method, own, 'eval_strategy')}: load_best_model_at_end needs eval_strategy "
+                    f"'steps' (molmix saves a checkpoint every save_steps) but it is {strategy!r} for {method}; "
+                    "set it to steps, or load_best_model_at_end: false to keep the last step"
+                )
+            if steps != save:
+                raise ConfigError(
+                    f"{_setting(method, own, 'eval_steps')}: must equal save_steps ({save}) while "
+                    f"load_best_model_at_end is true, but it is {steps} for {method}: a step evaluated "
+                    "between two checkpoints cannot be the one kept"
+                )
+        if method != "kto":
+            continue
+        keys = ["per_device_train_batch_size"] + (["per_device_eval_batch_size"] if strategy != "no" else [])
+        for key in keys:
+            batch = settings.get(key)
+            if batch is not None and batch < 2:
+                keep = (
+                    " (and gradient_accumulation_steps to keep the effective batch)" if "train" in key else ""
+                )
+                raise ConfigError(
+                    f"align.methods.kto.{key}: KTO needs a per-device batch size of at least 2 (TRL estimates "
+                    f"its KL term from mismatched pairs inside one batch; gradient accumulation does not count) "
+                    f"but it is {batch}; set align.methods.kto.{key}{keep}"
+                )
+
+
+def _setting(method: str, own: Mapping[str, Any], key: str) -> str:
+    """The dotted path of ``key`` for ``method``: its own block where it sets it, else align.training."""
+    return f"align.methods.{method}.{key}" if key in own else f"align.training.{key}"

@@ -2,7 +2,9 @@
 
 Paper scale: MolT5 (LPM-24 fine-tunes) generates, for every subsampled training input, the output
 that becomes the rejected side of a preference pair; the gold target is the chosen side. The
-embedded default trains a tiny T5 per direction briefly, so its outputs are plausible but wrong.
+subsampled validation split is made into pairs the same way: alignment's ``eval_loss`` and its best
+checkpoint (Fig. 14's ``load_best_model_at_end``) are computed on them. The embedded default trains
+a tiny T5 per direction briefly, so its outputs are plausible but wrong.
 SMILES are used exactly as generated (the author's post-processing deleted ``#``, i.e. triple bonds;
 we do not).
 """
@@ -166,7 +168,7 @@ def generate_negatives(
 
 def negatives_step(
     model_dir: str,
-    train_path: str,
+    split_path: str,
     task: str,
     cfg: Mapping[str, Any],
     negative_model: str,
@@ -174,14 +176,14 @@ def negatives_step(
     out_pairs: str,
     out_summary: str,
 ) -> None:
-    """Preference pairs for every subsampled training input of ``task``."""
+    """Preference pairs for every input of ``task`` in one subsampled split (train or validation)."""
     from molmix.artifacts import read_artifact, write_artifact, write_json
 
-    pairs = read_artifact(train_path, "pairs")
+    pairs = read_artifact(split_path, "pairs")
     frame, summary = generate_negatives(model_dir, pairs, task, cfg, negative_model)
     if frame.empty:
         raise ValueError(
-            f"{train_path}: no preference pairs left for {task} (all rejected outputs equal the gold)"
+            f"{split_path}: no preference pairs left for {task} (all rejected outputs equal the gold)"
         )
     write_artifact(frame, out_pairs, "negatives", params=cfg, seed=seed)
     write_json(out_summary, summary)

@@ -7,7 +7,9 @@ models in :mod:`molmix.negatives`, alignment in :mod:`molmix.align`, the demo NL
 arguments of :func:`trainer_arguments`, and runs it with :func:`train_and_save`. Checkpoints go to
 the output folder's work folder (:func:`work_dir_for`: ``.<name>.work`` beside it); a re-run after a
 kill resumes from the newest complete one when the settings are the same, and the work folder is
-removed once the outputs are saved.
+removed once the outputs are saved. With ``load_best_model_at_end`` (alignment, Fig. 14) transformers
+keeps the best evaluated checkpoint besides the newest; a resumed run reads which one that is from the
+newest checkpoint's ``trainer_state.json`` and still loads it at the end.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ PIPELINE_ARGUMENTS = {
     "use_cpu": "CUDA whenever it is available",
     "report_to": "no experiment trackers; the loss history is written beside the outputs",
     "save_strategy": "a checkpoint every save_steps, so that a killed run resumes",
-    "save_total_limit": "only the newest checkpoint is kept",
+    "save_total_limit": "only the newest checkpoint is kept (and the best, with load_best_model_at_end)",
     "dataloader_num_workers": "data is loaded in the training process",
     "disable_tqdm": "progress bars go to the step's log",
 }

@@ -8,7 +8,7 @@ from molmix.runtime import start_step
 start_step(snakemake.threads, snakemake.params.seed)
 negatives_step(
     snakemake.input.model,
-    snakemake.input.train,
+    snakemake.input.data,
     snakemake.wildcards.task,
     snakemake.params.cfg,
     snakemake.params.negative_model,

@@ -13,4 +13,5 @@ train_alignment(
     snakemake.params.cfg,
     snakemake.params.seed,
     {name: snakemake.output[name] for name in ("adapter", "model", "history", "curve")},
+    validation_paths=list(snakemake.input.validation),
 )
