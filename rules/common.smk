@@ -6,7 +6,7 @@ import sys
 # workflow/scripts/molmix link (Snakemake puts the script folder on their sys.path).
 sys.path.insert(0, f"{workflow.basedir}/workflow")
 from molmix import layout
-from molmix.config import validate_config
+from molmix.config import dataset_revisions, hub_loading, validate_config
 from molmix.layout import Experiment
 from molmix.names import ALIGN_METHODS, CAPTION_TASK, NLI_METHODS, SPLITS, TASKS
 from molmix.runtime import portable_cpu_environment
@@ -59,6 +59,11 @@ def hub_repo_id(wildcards):
     return EXPERIMENT.hub_models()[wildcards.hub_model]
 
 
+def hub_revision(wildcards):
+    """The commit hub.revisions pins for this model (None = main): a new pin downloads it again."""
+    return hub_loading(config, hub_repo_id(wildcards))["revision"]
+
+
 def merge_spec(wildcards):
     """The configuration of one merge only, so editing it re-runs that merge alone."""
     return EXPERIMENT.merges[wildcards.merge]
@@ -84,6 +89,14 @@ def system_models(wildcards):
     """{<task>_model: folder} of one evaluated system."""
     return {
         f"{task}_model": EXPERIMENT.system_model(wildcards.system, task)
+        for task in TASKS
+    }
+
+
+def system_loading(wildcards):
+    """{task: {revision, trust_remote_code}} of one system's model folders, for from_pretrained."""
+    return {
+        task: hub_loading(config, EXPERIMENT.system_model(wildcards.system, task))
         for task in TASKS
     }
 

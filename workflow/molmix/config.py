@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import logging
+import os
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -15,6 +17,8 @@ import yaml
 from molmix.names import BASELINE_ROLES, SPLITS, TASKS
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -74,6 +78,7 @@ def validate_config(config: dict[str, Any]) -> None:
     matters because Snakemake's params trigger compares the printed params: without it, reordering
     keys in a config file, or writing out a default, would re-run every rule below that section.
     """
+    _check_moved_keys(config)
     _coerce_strings(config)
     errors = sorted(_validator().iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -135,17 +140,28 @@ def _sorted_keys(value: Any) -> Any:
     return value
 
 
+def _check_moved_keys(config: Mapping[str, Any]) -> None:
+    """Keys that moved, named with their new place (the schema would only call them unexpected)."""
+    dataset = config.get("dataset")
+    lpm = dataset.get("lpm24") if isinstance(dataset, Mapping) else None
+    if isinstance(lpm, Mapping) and "revision" in lpm:
+        raise ConfigError(
+            "dataset.lpm24.revision: moved to hub.revisions, the one place for Hub revisions: one full "
+            "40-hex commit per repository, e.g. hub: {revisions: {language-plus-molecules/LPM-24_train: <commit>, "
+            "language-plus-molecules/LPM-24_train-extra: <commit>}}"
+        )
+
+
 def check_config(config: Mapping[str, Any]) -> None:
     """Cross-key checks run after schema validation (the schema has filled in defaults)."""
     source = config["dataset"]["source"]
     if source == "chebi20":
-        for split in SPLITS:
-            if not config["dataset"]["chebi20"].get(split):
-                raise ConfigError(f"dataset.chebi20.{split}: required when dataset.source is chebi20")
+        _check_chebi20_sources(config["dataset"]["chebi20"])
     if source == "table" and not config["dataset"]["table"].get("path"):
         raise ConfigError("dataset.table.path: required when dataset.source is table")
     _check_model_references(config.get("models", {}))
     _check_merges(config)
+    _check_hub(config)
     _check_system_references(config)
     nli = config["nli"]
     if nli["enabled"] and nli["model"]["source"] == "train" and source != "demo":
@@ -157,16 +173,6 @@ def check_config(config: Mapping[str, Any]) -> None:
     from molmix.library_settings import check_library_settings
 
     check_library_settings(config)
-    align = config.get("align", {})
-    if any("kto" in run["methods"] for run in align.get("runs", [])):
-        key = "per_device_train_batch_size"
-        batch = align["methods"]["kto"].get(key, align["training"].get(key))
-        if batch is not None and batch < 2:
-            raise ConfigError(
-                f"align.methods.kto.{key}: KTO needs a per-device batch size of at least 2 (TRL estimates its KL "
-                f"term from mismatched pairs inside one batch; gradient accumulation does not count) but it is "
-                f"{batch}; set align.methods.kto.{key} (and gradient_accumulation_steps to keep the effective batch)"
-            )
 
 
 def _check_merges(config: Mapping[str, Any]) -> None:
@@ -271,3 +277,153 @@ def load_config(path: str | Path) -> dict[str, Any]:
         config = yaml.safe_load(fh) or {}
     validate_config(config)
     return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Files fetched by URL and the Hugging Face Hub
+
+
+def is_url(location: str) -> bool:
+    """A dataset location that is downloaded (``https://...``) rather than a local path."""
+    return "://" in location
+
+
+def _check_chebi20_sources(chebi20: Mapping[str, Any]) -> None:
+    """Every split is given; a split given as a URL has its expected sha256 configured."""
+    for split in SPLITS:
+        location = chebi20.get(split)
+        if not location:
+            raise ConfigError(f"dataset.chebi20.{split}: required when dataset.source is chebi20")
+        if is_url(location) and not chebi20["sha256"].get(split):
+            raise ConfigError(
+                f"dataset.chebi20.sha256.{split}: required because dataset.chebi20.{split} is a URL "
+                f"({location}); give the file's sha256 (64 hex digits, e.g. from `sha256sum` of a trusted copy) "
+                "so a changed or damaged download is caught, or use a local path (which needs none)"
+            )
+
+
+def _is_hub_reference(ref: str) -> bool:
+    """A model reference taken from the Hub: not an existing folder, and shaped like a Hub id."""
+    return not os.path.isdir(ref) and bool(HUB_ID.fullmatch(ref))
+
+
+def hub_references(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every Hugging Face Hub repository the configuration fetches, in config order:
+    ``{repo_id: {"repo_type": "model" | "dataset", "keys": [dotted config keys naming it]}}``.
+
+    Models: the Hub base / per-task / negative models, external baseline models, the Hub NLI model and
+    the llm decomposer's model; datasets: the L+M-24 repositories without a local snapshot. Existing
+    local folders are not Hub references. (The scoring tokenizer is recorded by its content hash in
+    every score summary instead.)
+    """
+    from molmix.merge import merge_specs
+
+    found: dict[str, dict[str, Any]] = {}
+
+    def add(key: str, ref: str, repo_type: str = "model") -> None:
+        if _is_hub_reference(ref):
+            found.setdefault(ref, {"repo_type": repo_type, "keys": []})["keys"].append(key)
+
+    models = config["models"]
+    if models["base"]["source"] == "hub":
+        add("models.base.id", models["base"]["id"])
+    for role in ("pertask", "negative"):
+        if models[role]["source"] == "hub":
+            for task, ref in models[role]["ids"].items():
+                add(f"models.{role}.ids.{task}", ref)
+    merges = merge_specs(config["merge"])
+    for name, spec in config["baselines"].items():
+        for task in TASKS:
+            if spec[task] not in BASELINE_ROLES and spec[task] not in merges:
+                add(f"baselines.{name}.{task}", spec[task])
+    nli = config["nli"]
+    if nli["enabled"]:
+        if nli["model"]["source"] == "hub":
+            add("nli.model.id", nli["model"]["id"])
+        if nli["decomposer"]["backend"] == "llm":
+            add("nli.decomposer.model", nli["decomposer"]["model"])
+    dataset = config["dataset"]
+    if dataset["source"] == "lpm24":
+        lpm = dataset["lpm24"]
+        for key in ("train_repo", "test_repo"):
+            if lpm[key] not in lpm["local_dirs"]:
+                add(f"dataset.lpm24.{key}", lpm[key], "dataset")
+    return found
+
+
+def dataset_revisions(config: Mapping[str, Any]) -> dict[str, str]:
+    """Pinned commits of the dataset repositories the configuration fetches (the download_dataset step's)."""
+    revisions = config["hub"]["revisions"]
+    return {
+        repo: revisions[repo]
+        for repo, ref in hub_references(config).items()
+        if ref["repo_type"] == "dataset" and repo in revisions
+    }
+
+
+def _check_hub(config: Mapping[str, Any]) -> None:
+    """trust_remote_code only for pinned Hub ids (or local folders); unpinned Hub ids are logged."""
+    hub = config["hub"]
+    revisions, references = hub["revisions"], hub_references(config)
+    for i, entry in enumerate(hub["trust_remote_code"]):
+        if os.path.isdir(entry):
+            continue  # a local folder: its code is what is on disk
+        if not HUB_ID.fullmatch(entry):
+            raise ConfigError(
+                f"hub.trust_remote_code.{i}: {entry!r} is neither an existing model folder nor a Hub id (org/name)"
+            )
+        if entry not in revisions:
+            raise ConfigError(
+                f"hub.trust_remote_code.{i}: {entry!r} may run code from its repository, so it needs a pinned "
+                f"commit: add hub.revisions.{entry}: <full 40-hex commit> (the code of that commit is what runs)"
+            )
+        if entry not in references:
+            log.warning("hub.trust_remote_code.%d: %r is not a model this configuration uses", i, entry)
+    unpinned = [
+        f"{repo} ({', '.join(ref['keys'])})" for repo, ref in references.items() if repo not in revisions
+    ]
+    if unpinned:
+        log.warning(
+            "hub.revisions: no pinned commit for %d Hub repositories, fetched at their current main branch: %s "
+            "(python tools/pin_revisions.py CONFIG prints the block on a machine with internet)",
+            len(unpinned),
+            "; ".join(unpinned),
+        )
+
+
+def hub_loading(config: Mapping[str, Any], model: str | os.PathLike) -> dict[str, Any]:
+    """How to load ``model`` with transformers: ``{"revision": str | None, "trust_remote_code": bool}``.
+
+    ``model`` is a Hub id, the folder the download_model step made for one (``resources/models/org--name``,
+    recognised by its molmix-download.json record or its name), or any local folder. ``revision`` is the
+    commit pinned in ``hub.revisions`` (``None`` if unpinned or local; from_pretrained ignores it for a
+    folder, whose content was fetched at that commit); ``trust_remote_code`` is whether the model is in
+    ``hub.trust_remote_code``. A downloaded folder whose recorded commit is not the pinned one is a
+    :class:`ConfigError` (the pin changed after the download: run the download again).
+    """
+    from molmix.artifacts import model_origin
+    from molmix.layout import local_model_name
+
+    hub = config["hub"]
+    revisions, trusted = hub["revisions"], hub["trust_remote_code"]
+    name = os.fspath(model)
+    origin = model_origin(name) if os.path.isdir(name) else None
+    if name in revisions or name in trusted:
+        repo = name
+    elif origin is not None:
+        repo = origin["repo_id"]
+    else:
+        candidates = {*revisions, *trusted, *hub_references(config)}
+        repo = next((r for r in candidates if local_model_name(r) == Path(name).name), None)
+    if repo is None:  # a local folder: trusted if hub.trust_remote_code names that folder
+        here = Path(name).resolve()
+        trusted_folders = {Path(t).resolve() for t in trusted if os.path.isdir(t)}
+        return {"revision": None, "trust_remote_code": here in trusted_folders}
+    revision = revisions.get(repo)
+    fetched = origin.get("commit") if origin is not None else None
+    if revision is not None and fetched is not None and fetched != revision:
+        raise ConfigError(
+            f"{name}: downloaded at commit {fetched}, but hub.revisions pins {repo} to {revision}; "
+            "download it again (snakemake -R download_model)"
+        )
+    return {"revision": revision, "trust_remote_code": repo in trusted}

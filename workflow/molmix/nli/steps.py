@@ -3,6 +3,10 @@
 Inputs are ``generations`` artifacts of the mol2cap task (captions) and the test split; outputs
 are ``atoms`` artifacts (one decomposition per item), ``nli_scores`` artifacts (per-item
 hallucination and coverage of one method) with a JSON summary each, and the KL comparison.
+
+A system whose model could not be loaded (:func:`molmix.generate.generation_failure`) has no captions:
+its atoms and NLI scores have no rows and their metadata and summaries say ``failed``; the comparison
+leaves it out, and refuses only when it is the preferred or dispreferred system.
 """
 
 from __future__ import annotations
@@ -14,22 +18,45 @@ from typing import Any
 
 import pandas as pd
 
-from molmix.artifacts import ArtifactError, read_artifact, write_artifact, write_json, write_text
+from molmix.artifacts import (
+    ArtifactError,
+    model_origin,
+    read_artifact,
+    read_metadata,
+    write_artifact,
+    write_json,
+    write_text,
+)
+from molmix.generate import generation_failure
 from molmix.names import CAPTION_TASK
 from molmix.nli.atomic import PairScorer, pair_store, score_units, summarize, unit_pairs
 from molmix.nli.baselines import baseline_units
 from molmix.nli.cache import ParquetStore
-from molmix.nli.decompose import DECOMPOSITION_COLUMNS, decompose
+from molmix.nli.decompose import DECOMPOSITION_COLUMNS, DECOMPOSITION_VALUES, decompose_items
 from molmix.nli.model import NLIModel
 
 log = logging.getLogger(__name__)
+
+
+class SystemNotRun(ValueError):
+    """The NLI comparison names a system that was not run; the message names it and why."""
+
+
+def _empty(columns: Mapping[str, Any]) -> pd.DataFrame:
+    """A frame with no rows and these columns (name -> dtype)."""
+    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in columns.items()})
+
+
+DECOMPOSITION_STORE = "decompositions-v2"
+"""Folder of the decomposition cache: facts and the truncation flag (``decompositions/``, facts only,
+is the first format's and is no longer read)."""
 
 
 def decomposition_store(cache_dir: str | Path | None) -> ParquetStore | None:
     return (
         None
         if cache_dir is None
-        else ParquetStore(Path(cache_dir) / "decompositions", DECOMPOSITION_COLUMNS, ("atoms",))
+        else ParquetStore(Path(cache_dir) / DECOMPOSITION_STORE, DECOMPOSITION_COLUMNS, DECOMPOSITION_VALUES)
     )
 
 
@@ -70,18 +97,48 @@ def decompose_step(
     out: str | Path,
 ) -> None:
     """Decompose every caption of a test split (``source`` reference) or a generations file (prediction)."""
+    failure = generation_failure(captions_path) if source == "prediction" else None
+    if failure is not None:
+        log.warning("%s: nothing to decompose, the system was not run: %s", captions_path, failure["failed"])
+        empty = _empty({"id": object, "text": object, "atoms": object, "n_atoms": int, "truncated": bool})
+        write_artifact(empty, out, "atoms", params=dict(cfg), extra_metadata=failure)
+        return
     captions = read_captions(captions_path, source)
-    atoms = decompose(list(captions["text"]), cfg, decomposition_store(cache_dir), model_path)
-    captions["atoms"] = atoms
-    captions["n_atoms"] = [len(a) for a in atoms]
+    items = decompose_items(list(captions["text"]), cfg, decomposition_store(cache_dir), model_path)
+    captions["atoms"] = [item.atoms for item in items]
+    captions["n_atoms"] = [len(item.atoms) for item in items]
+    # the decomposer's answer was cut off at nli.decomposer.max_new_tokens (its last facts may be missing)
+    captions["truncated"] = [item.truncated for item in items]
+    n_truncated = int(captions["truncated"].sum())
     log.info(
-        "%s: %d captions, %.1f atoms each, %d without atoms",
+        "%s: %d captions, %.1f atoms each, %d without atoms, %d decompositions cut off at max_new_tokens",
         captions_path,
         len(captions),
         captions["n_atoms"].mean(),
         int((captions["n_atoms"] == 0).sum()),
+        n_truncated,
     )
-    write_artifact(captions, out, "atoms", params=dict(cfg))
+    if n_truncated:
+        log.warning(
+            "%s: %d of %d decompositions reached nli.decomposer.max_new_tokens=%s and may miss facts",
+            captions_path,
+            n_truncated,
+            len(captions),
+            cfg.get("max_new_tokens"),
+        )
+    write_artifact(
+        captions,
+        out,
+        "atoms",
+        params=dict(cfg),
+        extra_metadata={"n_truncated": n_truncated, "decomposer_model": model_origin(model_path)},
+    )
+
+
+def truncated_decompositions(generations: pd.DataFrame, atoms_path: str | Path) -> int:
+    """How many of the generations' items have a decomposition in ``atoms_path`` cut off at the token limit."""
+    atoms = read_artifact(atoms_path, "atoms")
+    return int(atoms.loc[atoms["id"].isin(generations["id"]), "truncated"].sum())
 
 
 def _aligned_atoms(generations: pd.DataFrame, atoms_path: str | Path, column: str) -> list[list[str]]:
@@ -183,16 +240,51 @@ def score_step(
 ) -> dict[str, dict[str, Any]]:
     """Atomic-level cross-NLI and the full-text / sentence-level baselines of one system's captions,
     with one NLI model: method -> (scores, summary) paths of the methods to write."""
+    failure = generation_failure(generations_path)
+    if failure is not None:
+        return _write_not_run(generations_path, failure, cfg, outputs)
     generations = read_generations(generations_path)
     scorer = _scorer(nli_model, cfg, cache_dir)
+    # decompositions cut off at nli.decomposer.max_new_tokens, reported with every method's summary
+    truncation = {
+        "n_decomposition_truncated": truncated_decompositions(generations, prediction_atoms),
+        "n_reference_decomposition_truncated": truncated_decompositions(generations, reference_atoms),
+    }
     summaries = {}
     for method, (out, summary_path) in outputs.items():
         if method == "atomic":
             per_item, extra = atomic_scores(generations, reference_atoms, prediction_atoms, scorer)
         else:
             per_item, extra = baseline_scores(generations, method, scorer)
+        extra.update(truncation)
         extra["nli_model"] = scorer.model.key
         summaries[method] = _write_scores(generations, per_item, method, extra, cfg, out, summary_path)
+    return summaries
+
+
+def _write_not_run(
+    generations_path: str | Path,
+    failure: Mapping[str, str],
+    cfg: Mapping[str, Any],
+    outputs: Mapping[str, tuple[str | Path, str | Path]],
+) -> dict[str, dict[str, Any]]:
+    """NLI outputs of a system that was not run: no rows, a summary that says why."""
+    system = Path(generations_path).parent.name
+    log.warning("%s: no captions to score, the system was not run: %s", system, failure["failed"])
+    columns = ("id", "model", "method", "reference", "prediction", "hallucination", "coverage")
+    empty = _empty({c: float if c in ("hallucination", "coverage") else object for c in columns})
+    summaries = {}
+    for method, (out, summary_path) in outputs.items():
+        summary = {"method": method, "system": system, "n": 0, **failure}
+        write_artifact(
+            empty.assign(method=pd.Series([], dtype=object)),
+            out,
+            "nli_scores",
+            params=dict(cfg),
+            extra_metadata={"summary": summary, **failure},
+        )
+        write_json(summary_path, summary)
+        summaries[method] = summary
     return summaries
 
 
@@ -217,13 +309,27 @@ def compare_step(
     coverage: dict[str, dict[str, pd.Series]] = {}
     scores: dict[str, dict[str, pd.DataFrame]] = {}
     rows = []
+    not_run: dict[str, dict[str, str]] = {}
     for name, path in score_files.items():
         method, system = name.split("__", 1)
+        metadata = read_metadata(path)
+        if metadata.get("failed"):
+            not_run[system] = {"failed": metadata["failed"], "log": metadata.get("log")}
+            continue
         frame = read_artifact(path, "nli_scores").set_index("id")
         scores.setdefault(method, {})[system] = frame
         coverage.setdefault(method, {})[system] = frame["coverage"]
         rows.append({"system": system, "method": method, **summarize(frame.reset_index())})
     compare = cfg
+    for role in ("preferred", "dispreferred"):
+        if compare[role] in not_run:
+            failure = not_run[compare[role]]
+            raise SystemNotRun(
+                f"nli.compare.{role}: system {compare[role]!r} was not run ({failure['failed']}; see "
+                f"{failure['log']}), so there are no captions of it to compare; name a system that ran"
+            )
+    for system, failure in sorted(not_run.items()):
+        log.warning("NLI comparison: %s left out, it was not run (%s)", system, failure["failed"])
     kl = compare_methods(
         coverage,
         compare["preferred"],
@@ -244,7 +350,12 @@ def compare_step(
             "smoothing": compare["smoothing"],
             "kl": kl.to_dict(orient="records"),
             "systems": means.to_dict(orient="records"),
+            "not_run": not_run,
         },
+    )
+    not_run_md = "".join(
+        f"- {system}: not run — {failure['failed']}; see {failure['log']}\n"
+        for system, failure in sorted(not_run.items())
     )
     write_text(
         summary_md,
@@ -252,11 +363,13 @@ def compare_step(
         + means.to_markdown(index=False, floatfmt=".3f")
         + f"\n\n## KL(preferred = {compare['preferred']} || dispreferred = {compare['dispreferred']}) of coverage\n\n"
         + kl.to_markdown(index=False, floatfmt=".3f")
-        + "\n",
+        + "\n"
+        + (f"\n## Systems not run (left out)\n\n{not_run_md}" if not_run else ""),
     )
     Path(figure_dir).mkdir(parents=True, exist_ok=True)
     figures.score_distributions(
-        {s: scores["atomic"][s] for s in compare["systems"]}, Path(figure_dir) / "atomic_scores"
+        {s: scores["atomic"][s] for s in compare["systems"] if s not in not_run},
+        Path(figure_dir) / "atomic_scores",
     )
     for subset in kl["subset"].unique():
         figures.kl_comparison(
