@@ -211,7 +211,7 @@ def test_every_pin_of_the_paper_config_is_used_and_the_unpinned_ones_are_logged(
     with caplog.at_level(logging.WARNING, logger="molmix.config"):
         load_config(REPO / "configs/paper.yaml")
     [warning] = [r.getMessage() for r in caplog.records if "hub.revisions" in r.getMessage()]
-    assert "meta-llama/Meta-Llama-3-8B-Instruct (nli.decomposer.model)" in warning
+    assert "MoritzLaurer/DeBERTa-v3-large-mnli-fever-anli-ling-wanli (nli.model.id)" in warning
     for pinned in PAPER["hub"]["revisions"]:
         assert pinned not in warning
 
@@ -408,7 +408,10 @@ def test_the_download_rules_are_given_the_pinned_revisions(tmp_path, monkeypatch
         revision(SimpleNamespace(hub_model="epfl-llm--meditron-7b"))
         == PAPER["hub"]["revisions"]["epfl-llm/meditron-7b"]
     )
-    assert revision(SimpleNamespace(hub_model="meta-llama--Meta-Llama-3-8B-Instruct")) is None
+    assert (
+        revision(SimpleNamespace(hub_model="MoritzLaurer--DeBERTa-v3-large-mnli-fever-anli-ling-wanli"))
+        is None
+    )
     assert dataset.revisions == {
         "language-plus-molecules/LPM-24_train-extra": PAPER["hub"]["revisions"][
             "language-plus-molecules/LPM-24_train-extra"

@@ -727,3 +727,18 @@ def test_nli_command_on_caption_files(two_label_orders, chat_model, tmp_path, ca
     )
     assert main([*pairs, "--nli-model", str(tmp_path / "absent")]) == 2
     assert f"{tmp_path / 'absent'}: no such model folder" in capsys.readouterr().err
+
+
+def test_a_blank_caption_has_no_facts_and_never_reaches_the_backend():
+    from molmix.nli.decompose import decompose_items
+
+    seen = []
+
+    def backend(texts):
+        seen.extend(texts)
+        return [["invented fact"] for _ in texts]
+
+    cfg = {"backend": "llm", "model": "stand-in", "max_new_tokens": 600, "one_shot": True, "openai": {}}
+    items = decompose_items(["A fact.", "  ", ""], cfg, None, decomposer=backend)
+    assert seen == ["A fact."] and [i.atoms for i in items] == [["invented fact"], [], []]
+    assert [i.atoms for i in decompose_items(["", " "], cfg, None, decomposer=backend)] == [[], []]

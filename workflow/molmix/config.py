@@ -352,13 +352,14 @@ def hub_references(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def dataset_revisions(config: Mapping[str, Any]) -> dict[str, str]:
-    """Pinned commits of the dataset repositories the configuration fetches (the download_dataset step's)."""
+    """Pinned commits of the dataset repositories the configuration reads, from the Hub or from a local
+    snapshot in dataset.lpm24.local_dirs (whose recorded commit the download_dataset step checks)."""
     revisions = config["hub"]["revisions"]
-    return {
-        repo: revisions[repo]
-        for repo, ref in hub_references(config).items()
-        if ref["repo_type"] == "dataset" and repo in revisions
-    }
+    repos = {repo for repo, ref in hub_references(config).items() if ref["repo_type"] == "dataset"}
+    if config["dataset"]["source"] == "lpm24":
+        lpm24 = config["dataset"]["lpm24"]
+        repos |= {lpm24["train_repo"], lpm24["test_repo"]}
+    return {repo: revisions[repo] for repo in sorted(repos) if repo in revisions}
 
 
 def _check_hub(config: Mapping[str, Any]) -> None:

@@ -391,8 +391,13 @@ def decompose_items(
     backend (or ``decomposer``).
 
     Each distinct text is decomposed once; the backend (a model load) is only built when some text
-    is missing from the cache. New decompositions are added to the store.
+    is missing from the cache. New decompositions are added to the store. A blank text has no facts
+    and never reaches the backend (an LLM would invent some for it).
     """
+    if any(not text.strip() for text in texts):
+        kept = [text for text in texts if text.strip()]
+        facts = iter(decompose_items(kept, cfg, store, model_path, decomposer) if kept else [])
+        return [next(facts) if text.strip() else Decomposition([], False) for text in texts]
     backend = cfg["backend"]
     model, version = decomposer_identity(cfg)
     hashes = {text: text_hash(text) for text in texts}
