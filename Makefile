@@ -46,3 +46,9 @@ test-e2e: venv
 
 report: venv
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
+
+# The paper configuration rehearsed on 2 CPU cores, offline (README, "Rehearsal of the paper
+# configuration"): builds the stand-ins under resources/rehearsal/, then runs configs/rehearsal.yaml.
+.PHONY: rehearsal
+rehearsal: venv
+	$(BIN)/python -m molmix.rehearsal --run --cores $(CORES)
