@@ -121,9 +121,6 @@ class Experiment:
                 ids.append(self.nli["decomposer"]["model"])
         return {local_model_name(i): i for i in ids if not os.path.isdir(i)}
 
-    def uses_hub(self) -> bool:
-        return self.config["dataset"]["source"] == "lpm24" or bool(self.hub_models())
-
     def _is_external(self, model: str) -> bool:
         return model not in ("pertask", "negative", "base") and model not in self.merges
 
