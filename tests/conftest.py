@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +15,9 @@ import yaml
 from molmix.runtime import pin_cpu_kernels
 
 REPO = Path(__file__).resolve().parents[1]
+# transformers copies remote-code models' code into its modules cache, read once at import and put on
+# sys.path: one folder per test session keeps it out of the user's home and the same for every test.
+os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="molmix-hf-modules-"))
 pin_cpu_kernels()  # before any test imports torch: the same float results as the pipeline's steps
 
 

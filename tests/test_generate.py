@@ -232,11 +232,7 @@ def test_only_the_task_whose_model_cannot_be_loaded_is_not_run(tiny, tmp_path, t
     assert "not a model folder" in read_metadata(outputs["cap2mol"])["failed"]
 
 
-def test_remote_code_runs_when_opted_in_with_a_revision(tiny, tmp_path, test_split, monkeypatch):
-    import transformers.dynamic_module_utils
-
-    # transformers copies a model's own code into its modules cache: keep it out of the user's home
-    monkeypatch.setattr(transformers.dynamic_module_utils, "HF_MODULES_CACHE", str(tmp_path / "modules"))
+def test_remote_code_runs_when_opted_in_with_a_revision(tiny, tmp_path, test_split):
     folder = str(remote_code_model(tiny / "cap2mol", tmp_path / "chemllm"))
     outputs = {"cap2mol": str(tmp_path / "cap2mol.parquet")}
     loading = {"cap2mol": {"trust_remote_code": True, "revision": "0123456789abcdef0123456789abcdef01234567"}}
