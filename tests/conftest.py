@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,6 +20,21 @@ REPO = Path(__file__).resolve().parents[1]
 # sys.path: one folder per test session keeps it out of the user's home and the same for every test.
 os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="molmix-hf-modules-"))
 pin_cpu_kernels()  # before any test imports torch: the same float results as the pipeline's steps
+
+
+@contextlib.contextmanager
+def planned_workflow(configfile: Path, workdir: Path):
+    """The Snakefile's workflow object as Snakemake plans it with ``configfile`` (no job runs)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, ResourceSettings
+
+    with SnakemakeApi() as api:
+        yield api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(configfiles=[configfile]),
+            snakefile=REPO / "Snakefile",
+            workdir=workdir,
+        )._workflow
 
 
 def run_snakemake(

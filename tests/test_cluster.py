@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, planned_workflow, run_snakemake
 
 GPU_RULES = {
     "train_pertask_model",
@@ -101,17 +101,8 @@ def test_gres_override_is_accepted_by_the_plugin():
 
 def test_only_downloads_are_local_rules(tmp_path, monkeypatch):
     """Downloads run in the submitting process (internet there); everything else goes to the cluster."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, ResourceSettings
-
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HF_TOKEN", raising=False)  # planning needs no Hugging Face token
-    with SnakemakeApi() as api:
-        workflow = api.workflow(
-            resource_settings=ResourceSettings(cores=1),
-            config_settings=ConfigSettings(configfiles=[REPO / "configs/paper.yaml"]),
-            snakefile=REPO / "Snakefile",
-            workdir=tmp_path,
-        )._workflow
+    with planned_workflow(REPO / "configs/paper.yaml", tmp_path) as workflow:
         local = {rule.name for rule in workflow.rules if rule.name in workflow._localrules}
     assert local == {"download_dataset", "download_model"}

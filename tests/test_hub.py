@@ -19,7 +19,7 @@ import pytest
 import yaml
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, planned_workflow, run_snakemake
 from fixtures import fixture_path
 from molmix.artifacts import DOWNLOAD_RECORD, model_origin
 from molmix.config import ConfigError, hub_loading, hub_references, load_config, validate_config
@@ -390,18 +390,9 @@ def test_the_paper_config_dry_runs_without_any_hugging_face_token(tmp_path, monk
 def test_the_download_rules_are_given_the_pinned_revisions(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, ResourceSettings
-
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    with SnakemakeApi() as api:
-        workflow = api.workflow(
-            resource_settings=ResourceSettings(cores=1),
-            config_settings=ConfigSettings(configfiles=[REPO / "configs/paper.yaml"]),
-            snakefile=REPO / "Snakefile",
-            workdir=tmp_path,
-        )._workflow
+    with planned_workflow(REPO / "configs/paper.yaml", tmp_path) as workflow:
         revision = workflow.get_rule("download_model").params.revision  # rules/common.smk's hub_revision
         dataset = workflow.get_rule("download_dataset").params
     assert (
