@@ -19,6 +19,7 @@ from molmix.names import ALIGN_METHODS
             "not a DPOConfig field; did you mean precompute_ref_log_probs?",
         ),
         ("align.lora.alpha", 16, "not a LoraConfig field; did you mean lora_alpha?"),
+        ("align.lora_by_method.sft.dora", True, "not a LoraConfig field; did you mean use_dora?"),
         ("align.quantization.force", True, "not a BitsAndBytesConfig field"),
         ("models.negative.training.max_length", 128, "not a Seq2SeqTrainingArguments field"),
         ("models.pertask.training.epochs", 2, "not a SFTConfig field"),
@@ -41,6 +42,7 @@ def test_a_key_the_library_does_not_have_is_refused_naming_its_path(write_config
         ("models.pertask.training.completion_only_loss", False),
         ("nli.model.training.arguments.save_strategy", "no"),
         ("align.lora.task_type", "SEQ_CLS"),
+        ("align.lora_by_method.sft.bias", "all"),
     ],
 )
 def test_a_key_molmix_sets_is_refused(write_config, key, value):
@@ -56,6 +58,8 @@ def test_any_field_of_the_library_is_accepted(write_config):
                 "align.methods.cpo.simpo_gamma": 0.5,
                 "align.training.adam_beta2": 0.95,
                 "align.lora.use_rslora": True,
+                "align.lora_by_method.sft.use_dora": True,
+                "align.methods.sft.completion_only_loss": False,
                 "align.quantization.bnb_4bit_quant_storage": "bfloat16",
                 "models.negative.training.label_smoothing_factor": 0.1,
                 "nli.model.training.arguments.adam_epsilon": 1e-6,

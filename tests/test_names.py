@@ -24,6 +24,7 @@ def at(path: str):
         ("tables.additionalProperties.task", names.TASKS),
         ("align.runs.items.methods.items", names.ALIGN_METHODS),
         ("figures.ratio_alignment", names.ALIGN_METHODS),
+        ("generate.postprocess_smiles.first_token_methods.items", names.ALIGN_METHODS),
         ("$defs.merge.method", names.MERGE_METHODS),
         ("merge.ratio_sweep.method", names.MERGE_METHODS),
         ("score.invalid_smiles", CONVENTIONS),
@@ -38,6 +39,7 @@ def test_per_task_settings_name_every_task_and_only_those():
     for path in ("models.pertask.ids", "models.negative.ids", "baselines.additionalProperties"):
         assert set(at(path)["properties"]) - {"input_prefix"} == set(names.TASKS), path
     assert set(at("baselines.additionalProperties.input_prefix")["properties"]) == set(names.TASKS)
+    assert set(at("align.lora_by_method")["properties"]) == set(names.ALIGN_METHODS)
 
 
 def test_an_unknown_task_is_named_in_the_error():

@@ -42,6 +42,10 @@ def test_without_cuda_bf16_checkpointing_and_fused_adamw_are_switched_off(tmp_pa
     )
     assert "no CUDA: optim='adamw_torch' instead of the configured 'adamw_torch_fused'" in caplog.text
     assert "optim" not in trainer_arguments({}, tmp_path, 0)  # the library's default stays
+    # the author's SFT (fp16, paged AdamW) and DPO/CPO/KTO (tf32) settings run without CUDA too
+    cuda_only = trainer_arguments({"fp16": True, "tf32": True, "optim": "paged_adamw_32bit"}, tmp_path, 0)
+    assert (cuda_only["fp16"], cuda_only["tf32"], cuda_only["optim"]) == (False, False, "adamw_torch")
+    assert not {"fp16", "tf32"} & set(trainer_arguments({}, tmp_path, 0))
     monkeypatch.setattr(training, "has_cuda", lambda: True)
     assert trainer_arguments(settings, tmp_path, 0) | settings == trainer_arguments(settings, tmp_path, 0)
 

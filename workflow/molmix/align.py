@@ -17,7 +17,9 @@ them): ``training`` and ``methods.<method>`` (which wins) of the method's TRL co
 PEFT's ``LoraConfig``, ``quantization`` of transformers' ``BitsAndBytesConfig``.
 
 Note on "DPO": the author's DPO runs used TRL's former ``kto_pair`` loss (removed from TRL); our
-``dpo`` is TRL's ``DPOTrainer`` with the configured ``loss_type`` (default ``sigmoid``, Eq. 3).
+``dpo`` is TRL's ``DPOTrainer`` with the configured ``loss_type`` (default ``sigmoid``, Eq. 3), and
+``loss_type: kto_pair`` restores that loss (:func:`kto_pair_loss`, :func:`kto_pair_trainer`) to run the
+author's recipe (configs/author-code.yaml, docs/deviations.md).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ TRAINERS = {
     "kto": ("trl", "KTOTrainer"),
 }
 """Each method's TRL trainer (module, class); its config class is ``library_settings.METHOD_CONFIGS``."""
+KTO_PAIR = "kto_pair"
+"""The DPO ``loss_type`` TRL's DPOTrainer had until it was removed, which molmix implements."""
 
 
 def preference_records(negatives: pd.DataFrame, method: str) -> list[dict[str, Any]]:
@@ -108,6 +112,11 @@ def lora_config(lora: Mapping[str, Any]):
     return LoraConfig(**lora, bias="none", task_type="CAUSAL_LM")
 
 
+def method_lora(cfg: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """The LoraConfig keywords of ``method``: ``cfg["lora"]``, overridden by ``cfg["lora_by_method"][method]``."""
+    return {**cfg["lora"], **(cfg.get("lora_by_method") or {}).get(method, {})}
+
+
 def load_policy(
     model_dir: str | Path,
     quantization: Mapping[str, Any],
@@ -149,6 +158,93 @@ def keep_cpu_4bit_layout_for_training(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def kto_pair_loss(chosen_logratios, rejected_logratios, beta: float):
+    """TRL's former ``kto_pair`` DPO loss: KTO (Ethayarajh et al., 2024) on preference pairs.
+
+    ``chosen_logratios`` and ``rejected_logratios`` are log π(y|x) − log π_ref(y|x) of each pair's chosen
+    and rejected completion. KTO's reference point is estimated per batch, for each side from the other
+    side: z_w = max(0, mean chosen), z_l = max(0, mean rejected) (not detached, as in TRL). The loss is the
+    mean over the 2B terms 1 − σ(β (r_w − z_l)) and 1 − σ(β (z_w − r_l)).
+    """
+    import torch
+
+    chosen_reference = chosen_logratios.mean().clamp(min=0)
+    rejected_reference = rejected_logratios.mean().clamp(min=0)
+    desirable = 1 - torch.sigmoid(beta * (chosen_logratios - rejected_reference))
+    undesirable = 1 - torch.sigmoid(beta * (chosen_reference - rejected_logratios))
+    return torch.cat([desirable, undesirable]).mean()
+
+
+def completion_logps(logits, input_ids, completion_mask):
+    """Each sequence's summed log-probability of its completion tokens (where ``completion_mask`` is 1)."""
+    import torch
+
+    targets = input_ids[:, 1:]
+    logps = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return (logps * completion_mask[:, 1:]).sum(dim=1)
+
+
+def kto_pair_trainer():
+    """TRL's ``DPOTrainer`` computing :func:`kto_pair_loss` instead of its own losses.
+
+    Data, collation, reference (the adapter-disabled policy, or ``ref_model``), evaluation and
+    checkpoints stay TRL's; the rewards it logs are β times the log-ratios, as TRL's DPO logs them.
+    """
+    import torch
+    from trl import DPOTrainer
+
+    class KTOPairDPOTrainer(DPOTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            forward = {
+                "input_ids": inputs["input_ids"],
+                "attention_mask": inputs["attention_mask"],
+                "use_cache": False,
+            }
+            outputs = model(**forward)
+            logps = completion_logps(outputs.logits, inputs["input_ids"], inputs["completion_mask"])
+            with torch.no_grad():
+                if self.ref_model is None:
+                    with self.accelerator.unwrap_model(model).disable_adapter():
+                        reference = model(**forward).logits
+                else:
+                    reference = self.ref_model(**forward).logits
+                ref_logps = completion_logps(reference, inputs["input_ids"], inputs["completion_mask"])
+            chosen, rejected = (logps - ref_logps).chunk(2)  # the collator stacks chosen, then rejected
+            loss = kto_pair_loss(chosen, rejected, self.beta)
+            self._log_rewards(self.beta * chosen.detach(), self.beta * rejected.detach(), logps.detach())
+            return (loss, outputs) if return_outputs else loss
+
+        def _log_rewards(self, chosen_rewards, rejected_rewards, logps):
+            metrics = self._metrics["train" if self.model.training else "eval"]
+            chosen_logps, rejected_logps = logps.chunk(2)
+            for name, value in (
+                ("rewards/chosen", chosen_rewards),
+                ("rewards/rejected", rejected_rewards),
+                ("rewards/margins", chosen_rewards - rejected_rewards),
+                ("rewards/accuracies", (chosen_rewards > rejected_rewards).float()),
+                ("logps/chosen", chosen_logps),
+                ("logps/rejected", rejected_logps),
+            ):
+                metrics[name].append(self.accelerator.gather_for_metrics(value).mean().item())
+
+    return KTOPairDPOTrainer
+
+
+def trainer_class(method: str, args):
+    """The trainer of ``method`` for its TRL config ``args``: :data:`TRAINERS`', or for DPO with
+    ``loss_type: kto_pair`` :func:`kto_pair_trainer`'s."""
+    import importlib
+
+    if method == "dpo" and KTO_PAIR in args.loss_type:
+        if len(args.loss_type) > 1:
+            raise ValueError(
+                f"loss_type {KTO_PAIR} cannot be combined with other DPO losses: {args.loss_type}"
+            )
+        return kto_pair_trainer()
+    module, name = TRAINERS[method]
+    return getattr(importlib.import_module(module), name)
+
+
 def method_settings(cfg: Mapping[str, Any], method: str) -> dict[str, Any]:
     """The TRL keywords of ``method``: ``cfg["training"]``, overridden by ``cfg["methods"][method]``."""
     return {**cfg["training"], **cfg["methods"][method]}
@@ -168,19 +264,22 @@ def trainer_for(
     """The TRL trainer of ``method`` with its config from :func:`method_settings`; checkpoints go to the
     work folder of ``out_dir`` (the adapter folder). ``eval_records`` (the validation split's, in the
     method's format) are what ``eval_loss`` is computed on. DPO and KTO get ``ref_model=None``: the
-    reference is the adapter-disabled policy."""
-    import importlib
-
+    reference is the adapter-disabled policy. SFT records go to TRL tokenised without EOS when
+    ``cfg["sft_learns_eos"]`` is false (:func:`without_eos`)."""
     from datasets import Dataset
 
     if method not in TRAINERS:
         raise ValueError(f"unknown alignment method {method!r}; expected one of {ALIGN_METHODS}")
-    pipeline = {"completion_only_loss": True} if method == "sft" else {}
-    arguments = training.trainer_arguments(method_settings(cfg, method), out_dir, seed, **pipeline)
+    settings = method_settings(cfg, method)
+    if method == "sft" and not cfg.get("sft_learns_eos", True):
+        records = without_eos(records, tokenizer)
+        eval_records = None if eval_records is None else without_eos(eval_records, tokenizer)
+        # TRL's default for prompt-completion records, which tokenised records no longer look like
+        settings = {"completion_only_loss": True, **settings}
+    arguments = training.trainer_arguments(settings, out_dir, seed)
     args = library_class(METHOD_CONFIGS[method])(**arguments)
-    module, name = TRAINERS[method]
     reference = {"ref_model": None} if method in ("dpo", "kto") else {}
-    return getattr(importlib.import_module(module), name)(
+    return trainer_class(method, args)(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(records),
@@ -189,6 +288,21 @@ def trainer_for(
         peft_config=peft_config,
         **reference,
     )
+
+
+def without_eos(records: Sequence[Mapping[str, Any]], tokenizer) -> list[dict[str, Any]]:
+    """SFT records tokenised as TRL tokenises a prompt and its completion, without the EOS TRL would
+    append to the completion: the model never learns to end it (the author's sft.py).
+
+    ``completion_mask`` marks the completion's tokens, for a loss over the completion only.
+    """
+    tokenised = []
+    for record in records:
+        prompt = tokenizer(record["prompt"]).input_ids
+        both = tokenizer(record["prompt"] + record["completion"]).input_ids
+        mask = [0] * len(prompt) + [1] * (len(both) - len(prompt))
+        tokenised.append({"input_ids": both, "completion_mask": mask})
+    return tokenised
 
 
 def count_over_length(
@@ -337,7 +451,7 @@ def train_alignment(
     )
 
     def make_trainer():
-        lora = lora_config(cfg["lora"])
+        lora = lora_config(method_lora(cfg, method))
         trainer = trainer_for(
             method, model, tokenizer, records, cfg, seed, outputs["adapter"], lora, eval_records
         )

@@ -1,10 +1,12 @@
 """Batched generation for causal (left-padded) and seq2seq models, and the generation step.
 
-Decoding stops at EOS and, for causal models, also at the template's next ``### `` section
+Decoding is greedy unless ``do_sample`` (with ``temperature`` and ``top_p``, transformers' names) asks
+for sampling; it stops at EOS and, for causal models, also at the template's next ``### `` section
 (``stop_strings``), after which the continuation is cut there. Post-processing only trims surrounding
 whitespace: characters inside a response (``#`` triple bonds, brackets, quotes) are never altered,
-and decoding keeps the tokenizer's spacing (no ``clean_up_tokenization_spaces``). Empty outputs and
-outputs that hit the token limit without stopping are kept and flagged, never dropped.
+and decoding keeps the tokenizer's spacing (no ``clean_up_tokenization_spaces``), unless
+``postprocess_smiles`` opts in to the author's edits of SMILES outputs (:func:`postprocess_smiles`).
+Empty outputs and outputs that hit the token limit without stopping are kept and flagged, never dropped.
 
 A model that cannot be *loaded* (no usable folder, custom code that needs ``trust_remote_code``, an
 architecture transformers has no class for, code whose imports fail here) is recorded by
@@ -26,6 +28,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from molmix.lm import ModelError, check_model_dir
+from molmix.names import MOLECULE_TASK
 from molmix.prompts import SECTION_MARKER, build_prompt, extract_response, source_and_target
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,36 @@ def load_generator(model_dir: str | Path, *, trust_remote_code: bool = False, re
     return model, tokenizer, seq2seq
 
 
+SAMPLING = ("temperature", "top_p")
+"""Decoding settings that apply only with ``do_sample`` (transformers' GenerationConfig names)."""
+
+
+def decoding_keywords(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``generate`` keywords of the decoding settings: greedy (or beam search), or sampling with
+    :data:`SAMPLING` when ``do_sample``."""
+    sampling = {key: cfg[key] for key in SAMPLING if key in cfg} if cfg.get("do_sample") else {}
+    return {"num_beams": cfg.get("num_beams", 1), "do_sample": bool(cfg.get("do_sample")), **sampling}
+
+
+def postprocess_smiles(predictions: Sequence[str], system: str, settings: Mapping[str, Any]) -> list[str]:
+    """SMILES outputs of ``system`` edited as the author's tab.py did, where ``settings`` opts in.
+
+    ``first_token_methods``: for a system aligned with one of these methods (``<init>+<method>``), keep
+    only the text before the first space; ``delete_hash``: delete every ``#`` (which also turns each
+    triple bond into a single bond). Empty by default: outputs are scored as generated.
+    """
+    method = system.rpartition("+")[2] if "+" in system else None
+    first_token = method in settings.get("first_token_methods", ())
+    edited = []
+    for text in predictions:
+        if first_token:
+            text = text.split(" ")[0]
+        if settings.get("delete_hash"):
+            text = text.replace("#", "")
+        edited.append(text)
+    return edited
+
+
 def generate_texts(
     model, tokenizer, seq2seq: bool, prompts: Sequence[str], cfg: Mapping[str, Any]
 ) -> tuple[list[str], list[bool], dict[str, float]]:
@@ -122,8 +155,7 @@ def generate_texts(
             output = model.generate(
                 **encoded,
                 max_new_tokens=cfg["max_new_tokens"],
-                num_beams=cfg.get("num_beams", 1),
-                do_sample=False,
+                **decoding_keywords(cfg),
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
                 **({} if seq2seq else {"stop_strings": [SECTION_MARKER], "tokenizer": tokenizer}),
@@ -165,7 +197,8 @@ def generate_for_pairs(
 
     Seq2seq models (MolT5, TxtChem-T5) read ``input_prefix`` + the raw input; causal models the
     instruction prompt of Appx. F. The ``input`` column is the raw input either way. ``generator``
-    is ``model_dir`` already loaded by :func:`load_generator`, if the caller has it.
+    is ``model_dir`` already loaded by :func:`load_generator`, if the caller has it. SMILES outputs
+    are edited as ``cfg["postprocess_smiles"]`` asks (:func:`postprocess_smiles`; none by default).
     """
     model, tokenizer, seq2seq = generator or load_generator(model_dir)
     if input_prefix and not seq2seq:
@@ -178,6 +211,8 @@ def generate_for_pairs(
     )
     prompts = [input_prefix + s for s in sources] if seq2seq else [build_prompt(task, s) for s in sources]
     predictions, truncated, stats = generate_texts(model, tokenizer, seq2seq, prompts, cfg)
+    if task == MOLECULE_TASK:
+        predictions = postprocess_smiles(predictions, name, cfg.get("postprocess_smiles") or {})
     frame = pd.DataFrame(
         {
             "id": pairs["id"].tolist(),

@@ -52,12 +52,10 @@ BLOCKS: tuple[tuple[str, tuple[str, ...], Mapping[str, str]], ...] = (
     ("models.pertask.training", ("SFTConfig",), _SFT_OWNED),
     ("models.negative.training", ("Seq2SeqTrainingArguments",), PIPELINE_ARGUMENTS),
     ("nli.model.training.arguments", ("TrainingArguments",), PIPELINE_ARGUMENTS),
-    ("align.training", tuple(METHOD_CONFIGS.values()), _SFT_OWNED),
-    *(
-        (f"align.methods.{method}", (name,), _SFT_OWNED if method == "sft" else PIPELINE_ARGUMENTS)
-        for method, name in METHOD_CONFIGS.items()
-    ),
+    ("align.training", tuple(METHOD_CONFIGS.values()), PIPELINE_ARGUMENTS),
+    *((f"align.methods.{method}", (name,), PIPELINE_ARGUMENTS) for method, name in METHOD_CONFIGS.items()),
     ("align.lora", ("LoraConfig",), LORA_ARGUMENTS),
+    *((f"align.lora_by_method.{method}", ("LoraConfig",), LORA_ARGUMENTS) for method in METHOD_CONFIGS),
     ("align.quantization", ("BitsAndBytesConfig",), {}),
 )
 """(dotted config path, the classes its keys must be fields of, keys molmix sets -> why)."""

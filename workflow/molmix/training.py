@@ -39,8 +39,16 @@ SFT_ARGUMENTS = {"completion_only_loss": "SFT's loss covers the completion only 
 """SFTConfig arguments molmix sets besides :data:`PIPELINE_ARGUMENTS`."""
 LORA_ARGUMENTS = {"task_type": "CAUSAL_LM: the policies are causal LMs", "bias": "none: adapters only"}
 """LoraConfig arguments molmix sets."""
-CPU_ARGUMENTS = {"bf16": False, "gradient_checkpointing": False, "optim": "adamw_torch"}
-"""What the settings become without CUDA (``optim`` only where the settings name one)."""
+CPU_ARGUMENTS = {
+    "bf16": False,
+    "gradient_checkpointing": False,
+    "optim": "adamw_torch",
+    "fp16": False,
+    "tf32": False,
+}
+"""What the settings become without CUDA (:data:`CPU_ARGUMENTS_WHERE_SET` only where the settings name them)."""
+CPU_ARGUMENTS_WHERE_SET = ("optim", "fp16", "tf32")
+"""CUDA-only settings changed without CUDA only where the config names them (the library's default is fine)."""
 
 
 def has_cuda() -> bool:
@@ -61,14 +69,15 @@ def trainer_arguments(
     """Keyword arguments of a TrainingArguments / TRL config: ``settings`` (a config block, library
     names) as they are, plus :data:`PIPELINE_ARGUMENTS` (``pipeline`` overrides their values).
 
-    Without CUDA, bf16 and gradient checkpointing are off and a configured optimiser becomes
-    adamw_torch (:data:`CPU_ARGUMENTS`); each change of a configured value is logged.
+    Without CUDA, bf16, gradient checkpointing and a configured fp16 or tf32 are off and a configured
+    optimiser (e.g. paged AdamW) becomes adamw_torch (:data:`CPU_ARGUMENTS`); each change of a configured
+    value is logged.
     """
     arguments = dict(settings)
     cuda = has_cuda()
     if not cuda:
         for key, value in CPU_ARGUMENTS.items():
-            if key == "optim" and key not in arguments:
+            if key in CPU_ARGUMENTS_WHERE_SET and key not in arguments:
                 continue
             if key in arguments and arguments[key] != value:
                 log.info("no CUDA: %s=%r instead of the configured %r", key, value, arguments[key])
