@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: venv demo test test-fast test-e2e lint report
+.PHONY: venv demo test test-fast test-e2e test-slurm lint report
 
 SETUP := $(VENV)/.setup-complete
 MKL_DISPATCH := $(VENV)/lib/libmolmix_mkl_intel_dispatch.so
@@ -36,6 +36,7 @@ lint: venv
 
 test: lint
 	tools/apt_install.sh qemu-user  # tests/test_environment.py emulates other CPU kinds
+	tools/slurm_install.sh  # tests/test_slurm.py starts a single-node SLURM cluster
 	$(BIN)/pytest -q
 
 test-fast: venv
@@ -43,6 +44,11 @@ test-fast: venv
 
 test-e2e: venv
 	$(BIN)/pytest -q -m e2e
+
+# profiles/slurm on a single-node SLURM cluster that the test starts and stops (as root; docs/cluster.md).
+test-slurm: venv
+	tools/slurm_install.sh
+	$(BIN)/pytest -q tests/test_slurm.py
 
 report: venv
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
