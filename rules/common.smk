@@ -125,6 +125,10 @@ def nli_score_files(wildcards):
     return EXPERIMENT.nli_score_files()
 
 
+def nli_ranking_inputs(wildcards):
+    return EXPERIMENT.nli_ranking_inputs()
+
+
 NLI = config["nli"]
 # GPUs: the llm decomposer (rules runs on CPU, openai calls a server) and a Hub NLI model
 # (DeBERTa-v3-large at paper scale; the demo's tiny model runs on CPU).

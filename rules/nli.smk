@@ -129,3 +129,22 @@ rule compare_nli_methods:
         cfg=lookup(dpath="nli/compare", within=config),
     script:
         "../workflow/scripts/compare_nli_methods.py"
+
+
+rule rank_nli_methods:
+    input:
+        unpack(nli_ranking_inputs),
+    output:
+        csv=layout.NLI_RANKS,
+        summary=report(
+            layout.NLI_RANKS_REPORT,
+            caption="../workflow/report/nli.rst",
+            category="NLI",
+        ),
+    log:
+        "logs/rank_nli_methods/{dataset}.log",
+    conda:
+        "../envs/molmix.yaml"
+    threads: 1
+    script:
+        "../workflow/scripts/rank_nli_methods.py"

@@ -9,6 +9,7 @@ import pytest
 from conftest import REPO
 from molmix.artifacts import read_artifact
 from molmix.bootstrap import smiles_validity
+from molmix.names import NLI_METHODS
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -51,9 +52,13 @@ def test_demo_models_learn(demo_run):
     assert check["mol2cap"]["rougeL"] >= check["untrained"]["rougeL"] + 0.3
     nli = json.loads((demo_run / "results/models/demo/nli.metrics.json").read_text())
     assert nli["heldout"]["accuracy"] >= 0.85
-    captions = nli["captions"]  # the issue's bars on held-out captions
-    assert captions["self_coverage"] >= 0.9 and captions["self_hallucination"] <= 0.1
-    assert captions["unrelated_coverage"] <= 0.3
+    captions = nli["captions"]  # the issues' bars on held-out captions
+    assert set(NLI_METHODS) <= set(captions)
+    atomic = captions["atomic"]
+    assert atomic["self_coverage"] >= 0.9
+    assert atomic["self_hallucination"] <= 0.1 and atomic["self_unsupported"] <= 0.1
+    assert atomic["unrelated_coverage"] <= 0.3
+    assert abs(atomic["shifted_unsupported"] - captions["shifted_unstated_share"]) <= 0.1
 
 
 def test_demo_scores_every_system_on_the_whole_test_split(demo_run):

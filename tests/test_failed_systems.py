@@ -54,6 +54,7 @@ def nli_scores(system: str, coverage: list[float]) -> pd.DataFrame:
             "reference": PAIRS["caption"],
             "prediction": PAIRS["caption"],
             "hallucination": [1 - c for c in coverage],
+            "unsupported": [1 - c for c in coverage],
             "coverage": coverage,
             "no_prediction_units": False,
             "no_reference_units": False,

@@ -53,6 +53,6 @@ def test_every_per_name_table_covers_exactly_the_names():
     from molmix.scoring import core
 
     assert set(align.TRAINERS) == set(library_settings.METHOD_CONFIGS) == set(names.ALIGN_METHODS)
-    assert set(baselines.UNITS) == set(names.NLI_BASELINES)
+    assert set(baselines.UNITS) == set(baselines.POOLING) == set(names.NLI_BASELINES)
     for table in (prompts.INSTRUCTIONS, prompts.INPUTS, core.SUMMARY_KEYS, tables.METRICS):
         assert set(table) == set(names.TASKS)

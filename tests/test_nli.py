@@ -261,6 +261,34 @@ def test_table_6_structure(n_reference, matched, contradiction, hallucination, c
     assert round(h, 2) == hallucination and round(c, 2) == coverage
 
 
+def test_unsupported_sees_an_invented_atom_that_eq_6_cannot():
+    """A generated atom neutral to every reference atom is information the reference does not state:
+    Eq. 6 (min contradiction) gives 0, unsupported (1 - max entailment) gives 1."""
+    from molmix.nli.atomic import unsupported
+
+    references, predictions = [["A", "B"]], [["A", "Y"]]  # Y: stated nowhere, contradicts nothing
+    per_item = score_units(references, predictions, PairScorer(StubModel()))
+    assert per_item["hallucination"][0] == 0.0 and per_item["unsupported"][0] == pytest.approx(0.5)
+    support = np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.4]])  # 2 generated x 3 reference
+    assert unsupported(support) == pytest.approx(((1 - 0.9) + (1 - 0.4)) / 2)
+    assert math.isnan(unsupported(np.zeros((0, 3)))) and math.isnan(unsupported(np.zeros((2, 0))))
+
+
+def test_summac_pooling_is_max_of_entailment_minus_contradiction_averaged():
+    """SummaC-ZS (Laban et al., 2022), read as coverage: per reference sentence, max over generated
+    sentences of P(ent) - P(con), then the mean."""
+    from molmix.nli.atomic import summac_coverage
+
+    entailment = np.array([[0.8, 0.1], [0.2, 0.3]])  # 2 reference x 2 generated
+    refutation = np.array([[0.1, 0.0], [0.7, 0.1]])
+    assert summac_coverage(entailment, refutation) == pytest.approx((0.7 + 0.2) / 2)
+    assert summac_coverage(np.zeros((2, 0)), np.zeros((2, 0))) == 0.0
+    assert math.isnan(summac_coverage(np.zeros((0, 2)), np.zeros((0, 2))))
+    per_item = score_units([["A", "B"]], [["A", "X"]], PairScorer(StubModel({("X", "B")})), "summac")
+    # A: entailed by A (1 - 0); B: entailed by nothing, contradicted by X -> max(0 - 0, 0 - 1) = 0
+    assert per_item["coverage"][0] == pytest.approx(0.5) and math.isnan(per_item["hallucination"][0])
+
+
 def test_empty_decompositions_are_defined():
     assert pool(np.zeros((0, 3)), np.zeros((3, 0))) == (pytest.approx(float("nan"), nan_ok=True), 0.0)
     h, c = pool(np.zeros((2, 0)), np.zeros((0, 2)))
@@ -271,6 +299,7 @@ class StubModel:
     """An NLI model from a table: P(entailment) 1 for equal texts, P(contradiction) 1 for listed pairs."""
 
     name = key = "stub"
+    batch_size = 64
 
     def __init__(self, contradictions=()):
         self.contradictions = set(contradictions)
@@ -300,12 +329,15 @@ def test_score_units_scores_each_distinct_pair_once_and_counts_empty_items():
     first = per_item.iloc[0]
     assert first["hallucination"] == pytest.approx(0.0)  # X contradicts A but not B: min is 0
     assert first["coverage"] == pytest.approx(0.5)  # A covered, B not
+    assert first["unsupported"] == pytest.approx(0.5)  # no reference atom states X
     assert first["coverage_match"] == [0, 0] and first["hallucination_match"] == [0, 1]
     assert per_item.iloc[2]["coverage"] == 0.0 and math.isnan(per_item.iloc[2]["hallucination"])
+    assert math.isnan(per_item.iloc[2]["unsupported"])
     assert per_item.iloc[3]["no_reference_units"] and math.isnan(per_item.iloc[3]["coverage"])
     summary = summarize(per_item)
     assert summary == {
         "hallucination": 0.0,
+        "unsupported": pytest.approx(0.5),
         "coverage": pytest.approx((0.5 + 0.5 + 0.0) / 3),
         "n": 4,
         "n_empty": 1,
@@ -323,6 +355,31 @@ def test_pair_cache_makes_a_second_run_call_no_model(tmp_path):
     again = score_units(references, predictions, PairScorer(second, pair_store(tmp_path)))
     assert first.pairs == 7 and second.calls == 0  # (B, B) is needed twice, scored once
     pd.testing.assert_frame_equal(expected, again)
+
+
+class BatchSensitiveModel(StubModel):
+    """A stub whose probabilities move with the batch's size, as padded float kernels' last bits do."""
+
+    def predict(self, pairs, progress=False):
+        return (super().predict(pairs) + len(pairs) * 1e-6) / (1 + 3 * len(pairs) * 1e-6)
+
+
+def test_a_job_never_reuses_pairs_another_job_scored_in_other_batches(tmp_path):
+    """Two systems scored in parallel share the cache: each one's numbers must not depend on which ran first."""
+    from molmix.nli.atomic import pair_store
+
+    alone = PairScorer(BatchSensitiveModel()).probabilities([("A", "A")])[("A", "A")]
+    PairScorer(BatchSensitiveModel(), pair_store(tmp_path)).probabilities([("A", "A"), ("A", "B")])
+    model = BatchSensitiveModel()
+    assert np.array_equal(
+        PairScorer(model, pair_store(tmp_path)).probabilities([("A", "A")])[("A", "A")], alone
+    )
+    assert model.calls == 1
+    rerun = BatchSensitiveModel()  # the same job again finds its own pairs
+    assert np.array_equal(
+        PairScorer(rerun, pair_store(tmp_path)).probabilities([("A", "A")])[("A", "A")], alone
+    )
+    assert rerun.calls == 0
 
 
 def test_a_shard_killed_mid_write_is_ignored(tmp_path):
@@ -465,6 +522,37 @@ def test_compare_methods_on_all_and_long_captions():
     assert table.loc[("full", ">=50 words"), "kl"] == pytest.approx(0.0)
 
 
+def test_summac_coverage_is_binned_over_its_own_range():
+    """SummaC-ZS coverage lies in [-1, 1]: clipping it to [0, 1] would make every negative score one bin."""
+    ids = pd.Index(["a", "b", "c"])
+    words = pd.Series([10, 10, 10], index=ids)
+    coverage = {
+        "summac": {"good": pd.Series([-0.1] * 3, index=ids), "bad": pd.Series([-0.9] * 3, index=ids)},
+        "full": {"good": pd.Series([-0.1] * 3, index=ids), "bad": pd.Series([-0.9] * 3, index=ids)},
+    }
+    table = compare_methods(coverage, "good", "bad", words, [], bins=10, smoothing=1.0).set_index("method")
+    assert table.loc["summac", "kl"] > 0.3 and table.loc["full", "kl"] == pytest.approx(0.0)
+
+
+def test_rank_agreement_of_nli_coverage_with_caption_metrics():
+    from molmix.nli.kl import rank_agreement
+
+    means = pd.DataFrame(
+        {
+            "system": ["a", "b", "c", "d"] * 2,
+            "method": ["atomic"] * 4 + ["full"] * 4,
+            "coverage": [0.9, 0.7, 0.5, 0.1, 0.0, 0.0, 0.1, 0.2],
+        }
+    )
+    metrics = pd.DataFrame(
+        {"bleu4": [0.8, 0.6, 0.3, 0.1], "rougeL": [0.7, 0.8, 0.4, 0.2]}, index=["a", "b", "c", "d"]
+    )
+    ranks = rank_agreement(means, metrics).set_index(["method", "metric"])
+    assert ranks.loc[("atomic", "bleu4"), "spearman"] == pytest.approx(1.0)
+    assert ranks.loc[("atomic", "rougeL"), "spearman"] == pytest.approx(0.8)
+    assert ranks.loc[("full", "bleu4"), "spearman"] < 0 and ranks.loc[("full", "bleu4"), "n_systems"] == 4
+
+
 # --- the openai backend against a local fake server ---------------------------------------------
 
 
@@ -605,12 +693,15 @@ def test_the_truncation_flag_is_cached_with_the_facts(tmp_path):
         calls.append(list(texts))
         return [Decomposition(["The molecule is long."], truncated="long" in t) for t in texts]
 
-    cfg = {"backend": "llm", "model": "m", "max_new_tokens": 16, "one_shot": True}
+    cfg = {"backend": "llm", "model": "m", "max_new_tokens": 16, "one_shot": True, "batch_size": 2}
     texts = ["A long caption.", "A short one."]
     first = decompose_items(texts, cfg, decomposition_store(tmp_path), decomposer=backend)
     second = decompose_items(texts, cfg, decomposition_store(tmp_path), decomposer=backend)
     assert len(calls) == 1 and first == second
     assert [item.truncated for item in second] == [True, False]
+    # batched greedy answers depend on the batch: another call's texts are decoded in their own batches
+    decompose_items(texts[1:], cfg, decomposition_store(tmp_path), decomposer=backend)
+    assert calls[1:] == [texts[1:]]
     # a plain list of facts from a custom decomposer counts as not truncated
     plain = decompose_items(["x."], {"backend": "rules"}, None, decomposer=lambda t: [["The molecule is x."]])
     assert plain == [Decomposition(["The molecule is x."], truncated=False)]
@@ -738,7 +829,41 @@ def test_a_blank_caption_has_no_facts_and_never_reaches_the_backend():
         seen.extend(texts)
         return [["invented fact"] for _ in texts]
 
-    cfg = {"backend": "llm", "model": "stand-in", "max_new_tokens": 600, "one_shot": True, "openai": {}}
+    cfg = {
+        "backend": "llm",
+        "model": "stand-in",
+        "max_new_tokens": 600,
+        "batch_size": 8,
+        "one_shot": True,
+        "openai": {},
+    }
     items = decompose_items(["A fact.", "  ", ""], cfg, None, decomposer=backend)
     assert seen == ["A fact."] and [i.atoms for i in items] == [["invented fact"], [], []]
     assert [i.atoms for i in decompose_items(["", " "], cfg, None, decomposer=backend)] == [[], []]
+
+
+def test_rank_step_orders_systems_by_nli_coverage_and_by_caption_metrics(tmp_path):
+    """results/nli/<dataset>/ranks.*: Spearman's rho per method and metric; a system not run is left out."""
+    from molmix.nli.steps import rank_step
+    from molmix.scoring.core import SUMMARY_KEYS
+
+    summaries, scores = {}, {}
+    for rank, system in enumerate(["best", "good", "poor", "worst"]):
+        for method, coverage in (("atomic", 0.9 - 0.2 * rank), ("full", 0.1 * rank)):
+            summaries[f"{method}__{system}"] = tmp_path / f"{method}__{system}.json"
+            summaries[f"{method}__{system}"].write_text(json.dumps({"coverage": coverage}))
+        scores[system] = tmp_path / f"{system}.json"
+        scores[system].write_text(json.dumps(dict.fromkeys(SUMMARY_KEYS["mol2cap"], 0.8 - 0.2 * rank)))
+    for method in ("atomic", "full"):
+        summaries[f"{method}__chemllm"] = tmp_path / f"{method}__chemllm.json"
+        summaries[f"{method}__chemllm"].write_text(json.dumps({"n": 0, "failed": "not a model folder"}))
+    scores["chemllm"] = tmp_path / "chemllm.json"
+    scores["chemllm"].write_text("{}")
+    ranks = rank_step(summaries, scores, tmp_path / "ranks.csv", tmp_path / "ranks.md").set_index(
+        ["method", "metric"]
+    )
+    assert ranks.loc[("atomic", "bleu4"), "spearman"] == pytest.approx(1.0)
+    assert ranks.loc[("full", "rougeL"), "spearman"] == pytest.approx(-1.0)
+    assert (ranks["n_systems"] == 4).all()
+    assert "| atomic" in (tmp_path / "ranks.md").read_text()
+    assert len(pd.read_csv(tmp_path / "ranks.csv")) == 2 * len(SUMMARY_KEYS["mol2cap"])

@@ -32,12 +32,19 @@ def excerpt(run: Path) -> str:
             )
     nli = json.loads((run / "results/models/demo/nli.metrics.json").read_text())
     captions = nli["captions"]
+    atomic = captions["atomic"]
     nli_line = (
         f"NLI model (`results/models/demo/nli.metrics.json`): accuracy {nli['heldout']['accuracy']:.3f} on "
-        f"{nli['heldout']['n']} held-out pairs; on {captions['n']} test captions, coverage "
-        f"{captions['self_coverage']:.3f} (hallucination {captions['self_hallucination']:.4f}) against "
-        f"themselves and {captions['unrelated_coverage']:.3f} against the test caption sharing the fewest "
-        f"facts (on average {captions['unrelated_fact_overlap']:.0%} of them)."
+        f"{nli['heldout']['n']} held-out fact pairs and {nli['heldout_texts']['accuracy']:.3f} on "
+        f"{nli['heldout_texts']['n']} held-out caption and sentence pairs. On {captions['n']} test captions "
+        f"against themselves, coverage is {atomic['self_coverage']:.3f} (atomic), "
+        f"{captions['full']['self_coverage']:.3f} (full), {captions['sentence']['self_coverage']:.3f} (sentence) and "
+        f"{captions['summac']['self_coverage']:.3f} (SummaC-ZS), unsupported {atomic['self_unsupported']:.3f}; "
+        f"against the test caption sharing the fewest facts (on average "
+        f"{captions['unrelated_fact_overlap']:.0%} of them), atomic coverage is {atomic['unrelated_coverage']:.3f}; "
+        f"scored against the next caption's reference, whose facts miss on average "
+        f"{captions['shifted_unstated_share']:.0%} of theirs, unsupported is {atomic['shifted_unsupported']:.3f} "
+        f"and Eq. 6's hallucination {atomic['shifted_hallucination']:.3f}."
     )
     return "\n\n".join(
         [

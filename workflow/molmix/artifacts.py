@@ -79,6 +79,7 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
         "reference": STRING,
         "prediction": STRING,
         "hallucination": FLOAT,
+        "unsupported": FLOAT,
         "coverage": FLOAT,
     },
 }

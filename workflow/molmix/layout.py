@@ -15,7 +15,7 @@ from typing import Any
 
 from molmix.config import aligned_name, evaluated_systems
 from molmix.merge import merge_specs
-from molmix.names import NLI_METHODS, SPLITS, TASKS
+from molmix.names import CAPTION_TASK, NLI_METHODS, SPLITS, TASKS
 
 REFERENCE = "_reference"
 """Folder of the test set's own statistics and atoms beside the systems' (no system name starts with '_')."""
@@ -66,6 +66,8 @@ NLI_SUMMARY = "results/nli/{dataset}/{system}/{method}.json"
 KL_TABLE = "results/nli/{dataset}/kl.csv"
 KL_DETAILS = "results/nli/{dataset}/kl.json"
 NLI_REPORT = "results/nli/{dataset}/summary.md"
+NLI_RANKS = "results/nli/{dataset}/ranks.csv"
+NLI_RANKS_REPORT = "results/nli/{dataset}/ranks.md"
 NLI_FIGURES = "results/nli/{dataset}/figures"
 
 # tables and figures
@@ -260,6 +262,18 @@ class Experiment:
             for system in self.systems
         }
 
+    def nli_ranking_inputs(self) -> dict[str, str]:
+        """{method__system: NLI summary} for every NLI method and evaluated system, and
+        {score__system: caption metrics' summary} of each system."""
+        inputs = {
+            f"{method}__{system}": self.path(NLI_SUMMARY, system=system, method=method)
+            for method in NLI_METHODS
+            for system in self.systems
+        }
+        for system in self.systems:
+            inputs[f"score__{system}"] = self.path(SCORE_SUMMARY, system=system, task=CAPTION_TASK)
+        return inputs
+
     # targets ------------------------------------------------------------------------------------
 
     def targets(self) -> list[str]:
@@ -287,5 +301,10 @@ class Experiment:
         for system in self.systems:
             targets.append(self.path(ATOMS, system=system))
             targets += [self.path(NLI_SUMMARY, system=system, method=method) for method in NLI_METHODS]
-        targets += [self.path(KL_TABLE), self.path(NLI_REPORT)]
+        targets += [
+            self.path(KL_TABLE),
+            self.path(NLI_REPORT),
+            self.path(NLI_RANKS),
+            self.path(NLI_RANKS_REPORT),
+        ]
         return targets

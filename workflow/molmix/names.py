@@ -20,8 +20,8 @@ ALIGN_METHODS = ("sft", "dpo", "cpo", "kto")
 MERGE_METHODS = ("slerp", "ties", "task_arithmetic", "linear")
 """mergekit methods of §3.2.1 (linear is the model soup)."""
 
-NLI_BASELINES = ("full", "sentence")
-"""The full-text and sentence-level NLI baselines (§4.2.3)."""
+NLI_BASELINES = ("full", "sentence", "summac")
+"""The full-text and the two sentence-level NLI baselines (§4.2.3, Fig. 6 B, C, D)."""
 NLI_METHODS = ("atomic", *NLI_BASELINES)
 """Atomic-level cross-NLI (§3.3) and its baselines."""
 

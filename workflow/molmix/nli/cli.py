@@ -1,8 +1,8 @@
 """``molmix nli``: atomic-level cross-NLI hallucination and coverage of (reference, prediction) captions.
 
-Prints one JSON object with ``hallucination``, ``coverage``, ``n`` and ``n_empty`` (items whose
-prediction has no atoms: coverage 0, hallucination left out), plus ``full`` and ``sentence``
-objects of the same keys with ``--baselines``. Decompositions and pair probabilities are cached
+Prints one JSON object with ``hallucination`` (Eq. 6), ``unsupported``, ``coverage`` (Eq. 7), ``n`` and
+``n_empty`` (items whose prediction has no atoms: coverage 0, hallucination and unsupported left out),
+plus ``full``, ``sentence`` and ``summac`` objects of the same keys with ``--baselines``. Decompositions and pair probabilities are cached
 (``--cache-dir``), so scoring several systems against one reference set decomposes it once.
 """
 
@@ -90,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="NLI pairs are truncated to this many tokens (default: %(default)s)",
     )
     parser.add_argument(
-        "--baselines", action="store_true", help="also report full-text and sentence-level NLI"
+        "--baselines", action="store_true", help="also report full-text, sentence-level and SummaC-ZS NLI"
     )
     parser.add_argument("--json", metavar="OUT", help="also write the JSON summary here")
     parser.add_argument(
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     from molmix.artifacts import write_json
     from molmix.nli.atomic import PairScorer, score_units, summarize
-    from molmix.nli.baselines import baseline_units
+    from molmix.nli.baselines import POOLING, baseline_units
     from molmix.nli.decompose import DecompositionError, decompose
     from molmix.nli.model import NLIModel, NLIModelError
     from molmix.nli.steps import decomposition_store, nli_store, truncated_pairs
@@ -198,10 +198,11 @@ def run(args: argparse.Namespace) -> int:
         for method in NLI_BASELINES:
             references = baseline_units(method, pairs["reference"])
             predictions = baseline_units(method, pairs["prediction"])
-            units = score_units(references, predictions, scorer)
+            units = score_units(references, predictions, scorer, POOLING[method])
             summary[method] = _clean(summarize(units))
             summary[method]["n_truncated"] = truncated_pairs(scorer, references, predictions)
-            per_item[[f"{method}_hallucination", f"{method}_coverage"]] = units[["hallucination", "coverage"]]
+            for score in ("hallucination", "unsupported", "coverage"):
+                per_item[f"{method}_{score}"] = units[score]
     if args.per_item:
         from molmix.artifacts import atomic_path
 

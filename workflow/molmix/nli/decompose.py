@@ -18,8 +18,11 @@ truncates). A truncated answer may miss its last facts, so the flag is kept per 
 the NLI summaries.
 
 Decompositions are cached in a :class:`~molmix.nli.cache.ParquetStore` keyed by (backend, model,
-prompt version, sha256 of the text): references are decomposed once for every system, and a re-run
-decomposes nothing.
+prompt version, batch plan, sha256 of the text): a re-run decomposes nothing. The rules and openai
+backends answer each text on its own (empty batch plan), so a text is decomposed once for every
+system; the llm backend's greedy answers depend on the left-padded batch they were decoded in, so its
+decompositions are reused only by a call with the same texts in the same order (see
+:mod:`molmix.nli.cache`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
-from molmix.nli.cache import ParquetStore, text_hash
+from molmix.nli.cache import ParquetStore, batch_plan, text_hash
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +373,7 @@ def make_decomposer(cfg: Mapping[str, Any], model_path: str | None = None) -> De
     raise DecompositionError(f"nli.decomposer.backend: unknown backend {backend!r} (one of {BACKENDS})")
 
 
-DECOMPOSITION_COLUMNS = ("backend", "model", "version", "text_hash")
+DECOMPOSITION_COLUMNS = ("backend", "model", "version", "batch_plan", "text_hash")
 DECOMPOSITION_VALUES = ("atoms", "truncated")
 
 
@@ -401,10 +404,14 @@ def decompose_items(
     backend = cfg["backend"]
     model, version = decomposer_identity(cfg)
     hashes = {text: text_hash(text) for text in texts}
-    keys = {text: (backend, model, version, digest) for text, digest in hashes.items()}
+    # batched greedy decoding: every text of this call is decoded again unless all of them are cached
+    plan = batch_plan(cfg["batch_size"], list(hashes.values())) if backend == "llm" else ""
+    keys = {text: (backend, model, version, plan, digest) for text, digest in hashes.items()}
     cached = store.lookup(list(keys.values())) if store is not None else {}
     cached = {key: Decomposition(list(atoms), bool(truncated)) for key, (atoms, truncated) in cached.items()}
     missing = [text for text, key in keys.items() if key not in cached]
+    if plan and missing:
+        missing = list(keys)
     log.info(
         "decompose (%s): %d distinct texts, %d cached, %d to decompose",
         backend,

@@ -10,14 +10,17 @@ import numpy as np
 import pandas as pd
 
 from molmix.figures import plt, save
+from molmix.nli.baselines import coverage_range
 
 COLOURS = ("#4477aa", "#cc6677", "#228833", "#ccbb44", "#66ccee", "#aa3377")
 
 
 def score_distributions(scores: Mapping[str, pd.DataFrame], stem: str | Path) -> list[Path]:
-    """Fig. 5: (A) hallucination and (B) coverage distributions of atomic-level NLI per system."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, (panel, column) in zip(axes, (("A", "hallucination"), ("B", "coverage")), strict=True):
+    """Fig. 5: (A) hallucination and (B) coverage distributions of atomic-level NLI per system, and (C) the
+    share of unsupported atoms (ours, beside Eq. 6's hallucination)."""
+    panels = (("A", "hallucination"), ("B", "coverage"), ("C", "unsupported"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.4))
+    for ax, (panel, column) in zip(axes, panels, strict=True):
         for colour, (system, frame) in zip(COLOURS * 4, scores.items(), strict=False):
             values = frame[column].dropna()
             ax.hist(
@@ -55,13 +58,13 @@ def kl_comparison(
             values = coverage[method][system].reindex(ids).dropna()
             ax.hist(
                 values,
-                bins=np.linspace(0, 1, compare["bins"] + 1),
+                bins=np.linspace(*coverage_range(method), compare["bins"] + 1),
                 alpha=0.5,
                 color=colour,
                 label=f"{role}: {system}",
             )
         ax.set_title(f"({letter}) {method} NLI, KL = {row['kl']:.2f} (n={row['n']})", fontsize=9)
-        ax.set_xlabel("coverage")
+        ax.set_xlabel("coverage (P(ent) - P(con))" if method == "summac" else "coverage")
         ax.set_ylabel("captions")
         ax.legend(fontsize=7)
     fig.suptitle(f"Coverage of preferred vs dispreferred captions ({subset})", fontsize=10)

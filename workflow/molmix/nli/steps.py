@@ -11,11 +11,13 @@ leaves it out, and refuses only when it is the preferred or dispreferred system.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from molmix.artifacts import (
@@ -30,7 +32,7 @@ from molmix.artifacts import (
 from molmix.generate import generation_failure
 from molmix.names import CAPTION_TASK
 from molmix.nli.atomic import PairScorer, pair_store, score_units, summarize, unit_pairs
-from molmix.nli.baselines import baseline_units
+from molmix.nli.baselines import POOLING, baseline_units
 from molmix.nli.cache import ParquetStore
 from molmix.nli.decompose import DECOMPOSITION_COLUMNS, DECOMPOSITION_VALUES, decompose_items
 from molmix.nli.model import NLIModel
@@ -47,9 +49,11 @@ def _empty(columns: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in columns.items()})
 
 
-DECOMPOSITION_STORE = "decompositions-v2"
-"""Folder of the decomposition cache: facts and the truncation flag (``decompositions/``, facts only,
-is the first format's and is no longer read)."""
+DECOMPOSITION_STORE = "decompositions-v3"
+"""Folder of the decomposition cache: facts and the truncation flag, keyed by batch plan (earlier
+formats, ``decompositions/`` and ``decompositions-v2/``, are no longer read)."""
+PAIR_STORE = "pairs-v2"
+"""Folder of the NLI pair cache, keyed by batch plan (``pairs/``, the first format, is no longer read)."""
 
 
 def decomposition_store(cache_dir: str | Path | None) -> ParquetStore | None:
@@ -61,7 +65,7 @@ def decomposition_store(cache_dir: str | Path | None) -> ParquetStore | None:
 
 
 def nli_store(cache_dir: str | Path | None) -> ParquetStore | None:
-    return None if cache_dir is None else pair_store(Path(cache_dir) / "pairs")
+    return None if cache_dir is None else pair_store(Path(cache_dir) / PAIR_STORE)
 
 
 def read_captions(path: str | Path, source: str) -> pd.DataFrame:
@@ -173,7 +177,7 @@ def _write_scores(
     summary = {
         "method": method,
         "system": str(generations["model"].iloc[0]) if len(generations) else "",
-        **summarize(per_item),
+        **{k: None if isinstance(v, float) and np.isnan(v) else v for k, v in summarize(per_item).items()},
         **extra,
     }
     write_artifact(frame, out, "nli_scores", params=dict(cfg), extra_metadata={"summary": summary})
@@ -197,23 +201,32 @@ def atomic_scores(
     """Per-item atomic-level cross-NLI hallucination and coverage (Eqs. 6-7), and summary extras."""
     references = _aligned_atoms(generations, reference_atoms, "reference")
     predictions = _aligned_atoms(generations, prediction_atoms, "prediction")
-    before = scorer.pairs_scored
-    per_item = score_units(references, predictions, scorer)
+    per_item = _score_logged("atomic", references, predictions, scorer)
     per_item.insert(0, "reference_atoms", references)
     per_item.insert(1, "prediction_atoms", predictions)
     pairs = {p for r, g in zip(references, predictions, strict=True) for p in unit_pairs(r, g)}
-    return per_item, {"pairs_scored": scorer.pairs_scored - before, "distinct_pairs": len(pairs)}
+    return per_item, {"distinct_pairs": len(pairs)}
+
+
+def _score_logged(
+    method: str, references: list[list[str]], predictions: list[list[str]], scorer: PairScorer
+) -> pd.DataFrame:
+    """:func:`score_units`, logging how many pairs the model scored (the rest came from the cache or an
+    earlier method; a count of work done, so not part of the summary, which depends on inputs only)."""
+    before = scorer.pairs_scored
+    per_item = score_units(references, predictions, scorer, POOLING.get(method, "cross"))
+    log.info("%s: %d pairs scored by the NLI model", method, scorer.pairs_scored - before)
+    return per_item
 
 
 def baseline_scores(
     generations: pd.DataFrame, method: str, scorer: PairScorer
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Per-item full-text or sentence-level NLI (:mod:`molmix.nli.baselines`), and summary extras."""
+    """Per-item full-text, sentence-level or SummaC-ZS NLI (:mod:`molmix.nli.baselines`), and summary extras."""
     references = baseline_units(method, generations["reference"].fillna(""))
     predictions = baseline_units(method, generations["prediction"].fillna(""))
-    before = scorer.pairs_scored
-    per_item = score_units(references, predictions, scorer)
-    extra = {"pairs_scored": scorer.pairs_scored - before}
+    per_item = _score_logged(method, references, predictions, scorer)
+    extra = {}
     if method == "full":
         extra["n_truncated"] = truncated_pairs(scorer, references, predictions)
     return per_item, extra
@@ -271,8 +284,9 @@ def _write_not_run(
     """NLI outputs of a system that was not run: no rows, a summary that says why."""
     system = Path(generations_path).parent.name
     log.warning("%s: no captions to score, the system was not run: %s", system, failure["failed"])
-    columns = ("id", "model", "method", "reference", "prediction", "hallucination", "coverage")
-    empty = _empty({c: float if c in ("hallucination", "coverage") else object for c in columns})
+    scores = ("hallucination", "unsupported", "coverage")
+    columns = ("id", "model", "method", "reference", "prediction", *scores)
+    empty = _empty({c: float if c in scores else object for c in columns})
     summaries = {}
     for method, (out, summary_path) in outputs.items():
         summary = {"method": method, "system": system, "n": 0, **failure}
@@ -381,3 +395,48 @@ def compare_step(
             Path(figure_dir) / f"kl_{subset.replace('>=', 'min').replace(' ', '_')}",
         )
     return kl
+
+
+def rank_step(
+    summaries: Mapping[str, str | Path],
+    caption_scores: Mapping[str, str | Path],
+    out_csv: str | Path,
+    out_md: str | Path,
+) -> pd.DataFrame:
+    """Whether each NLI method ranks the systems as the caption metrics do (:func:`molmix.nli.kl.rank_agreement`).
+
+    ``summaries`` maps ``<method>__<system>`` to an NLI summary, ``caption_scores`` a system to its
+    caption metrics' summary; systems that were not run are left out.
+    """
+    from molmix.nli.kl import rank_agreement
+    from molmix.scoring.core import SUMMARY_KEYS
+
+    means, metrics, not_run = [], {}, set()
+    for name, path in summaries.items():
+        method, system = name.split("__", 1)
+        summary = json.loads(Path(path).read_text())
+        if summary.get("failed"):
+            not_run.add(system)
+            continue
+        means.append({"system": system, "method": method, "coverage": summary["coverage"]})
+    for system, path in caption_scores.items():
+        if system not in not_run:
+            scores = json.loads(Path(path).read_text())
+            metrics[system] = {key: scores[key] for key in SUMMARY_KEYS[CAPTION_TASK]}
+    ranks = rank_agreement(
+        pd.DataFrame(means, columns=["system", "method", "coverage"]), pd.DataFrame(metrics).T
+    )
+    write_text(out_csv, ranks.round(6).to_csv(index=False))
+    table = ranks.pivot(index="method", columns="metric", values="spearman").reindex(
+        index=list(dict.fromkeys(ranks["method"])), columns=list(SUMMARY_KEYS[CAPTION_TASK])
+    )
+    write_text(
+        out_md,
+        "## Do the NLI methods rank systems as the caption metrics do?\n\n"
+        f"Spearman's rho, across the {len(metrics)} systems that ran, between each method's mean coverage "
+        "and each caption metric (1: the same order; 0: unrelated; -1: reversed).\n\n"
+        + table.to_markdown(floatfmt=".2f")
+        + "\n",
+    )
+    log.info("rank agreement with the caption metrics:\n%s", table)
+    return ranks
