@@ -27,6 +27,7 @@ venv: $(SETUP)
 demo: venv
 	$(BIN)/snakemake --workflow-profile profiles/cpu --cores $(CORES)
 	$(BIN)/snakemake --workflow-profile profiles/cpu --cores $(CORES) --report results/report.html
+	@echo "Done. Report: results/report.html; tables: results/tables/<dataset>/; figures: results/figures/<dataset>/"
 
 lint: venv
 	$(BIN)/ruff check workflow tests bench tools

@@ -38,7 +38,7 @@ def test_a_key_the_library_does_not_have_is_refused_naming_its_path(write_config
     [
         ("align.training.output_dir", "elsewhere"),
         ("align.methods.kto.seed", 1),
-        ("models.base.pretrain.report_to", ["wandb"]),
+        ("models.base.pretrain.use_cpu", True),
         ("models.pertask.training.completion_only_loss", False),
         ("nli.model.training.arguments.save_strategy", "no"),
         ("align.lora.task_type", "SEQ_CLS"),
@@ -67,6 +67,35 @@ def test_any_field_of_the_library_is_accepted(write_config):
         )
     )
     assert config["align"]["methods"]["dpo"]["precompute_ref_log_probs"] is True
+
+
+@pytest.mark.parametrize(
+    "block, value",
+    [
+        ("align.training", ["tensorboard"]),
+        ("models.negative.training", "wandb"),
+        ("align.methods.dpo", "none"),
+    ],
+)
+def test_report_to_from_the_config_reaches_the_training_arguments(write_config, block, value):
+    """report_to is passed through under transformers' name; absent, it is none (no trackers)."""
+    from molmix.align import method_settings
+    from molmix.training import trainer_arguments
+
+    config = load_config(write_config({f"{block}.report_to": value}))
+    if block.startswith("align"):
+        settings = method_settings(config["align"], "dpo")
+        default = method_settings(load_config(write_config())["align"], "dpo")
+        dataclass_name = "DPOConfig"
+    else:
+        settings = config["models"]["negative"]["training"]
+        default = load_config(write_config())["models"]["negative"]["training"]
+        dataclass_name = "Seq2SeqTrainingArguments"
+    assert "report_to" not in default  # a filled-in default would change every training step's params
+    arguments = library_settings.library_class(dataclass_name)(**trainer_arguments(settings, "out", 0))
+    assert arguments.report_to == ([] if value == "none" else [value] if isinstance(value, str) else value)
+    without = library_settings.library_class(dataclass_name)(**trainer_arguments(default, "out", 0))
+    assert without.report_to == []
 
 
 def test_the_stored_field_lists_are_the_installed_libraries():

@@ -248,6 +248,91 @@ def test_fallback_tokenizer_is_named_and_flagged_not_comparable(caption_stats):
     assert any("not comparable" in note for note in summary["notes"])
 
 
+# ---- offline: the Hub is not tried when it cannot answer (its client retried for about 50 s)
+
+
+@pytest.fixture
+def unreachable_hub(monkeypatch):
+    """The Hub's endpoint is a local port nothing listens on (connections are refused), offline mode off."""
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+
+
+def test_offline_mode_is_detected_without_a_request(monkeypatch):
+    from huggingface_hub import constants
+
+    from molmix.scoring import tokenizer as module
+
+    def no_request(*args, **kwargs):
+        raise AssertionError("the Hub was asked")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets
+    monkeypatch.setattr(module.urllib.request, "urlopen", no_request)
+    assert "HF_HUB_OFFLINE" in module.hub_unavailable()
+
+
+def test_an_unreachable_hub_is_detected_and_any_answer_counts_as_reachable(unreachable_hub, monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from huggingface_hub import constants
+
+    from molmix.scoring.tokenizer import hub_unavailable
+
+    assert "is unreachable" in hub_unavailable(timeout=1)
+
+    class Quiet(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    with HTTPServer(("127.0.0.1", 0), Quiet) as server:  # answers HEAD with 501: reachable all the same
+        threading.Thread(target=server.handle_request, daemon=True).start()
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        assert hub_unavailable(timeout=5) is None
+
+
+def test_offline_a_hub_tokenizer_is_only_looked_for_in_the_local_cache(monkeypatch):
+    import transformers
+
+    from molmix.scoring import tokenizer as module
+
+    calls = []
+
+    def from_pretrained(name, **kwargs):
+        calls.append((name, kwargs))
+        raise OSError("not in the cache")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", staticmethod(from_pretrained))
+    monkeypatch.setattr(module, "hub_unavailable", lambda: "offline mode (HF_HUB_OFFLINE is set)")
+    tokenizer, reason = module.resolve_text_tokenizer(module.SCIBERT, "bert-base-uncased")
+    assert calls == [(module.SCIBERT, {"local_files_only": True})]
+    assert tokenizer.name == "bert-base-uncased"
+    assert "offline mode" in reason and "local Hugging Face cache" in reason
+
+
+def test_score_goes_straight_to_the_fallback_when_the_hub_is_unreachable(tmp_path, unreachable_hub, capsys):
+    import time
+
+    from molmix.cli import main
+
+    tsv = tmp_path / "p.txt"
+    tsv.write_text("SMILES\tground truth\toutput\nC\ta dog\ta puppy\n")
+    start = time.monotonic()
+    main(["score", str(tsv), "--text-tokenizer", "molmix-tests/not-a-tokenizer", "--no-cache", "--no-fcd"])
+    elapsed = time.monotonic() - start
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["tokenizer"]["name"] == "bert-base-uncased" and printed["comparable_to_published"] is False
+    assert "is unreachable" in printed["tokenizer_fallback"]
+    assert elapsed < 30, f"{elapsed:.0f} s: the Hub was tried"
+
+
 def test_meteor_uses_wordnet_synonyms():
     tokens = [["a", "dog"]]
     hound, cat = (

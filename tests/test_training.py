@@ -6,6 +6,7 @@ import pytest
 
 from molmix import training
 from molmix.training import (
+    DEFAULT_ARGUMENTS,
     PIPELINE_ARGUMENTS,
     SFT_ARGUMENTS,
     train_and_save,
@@ -24,7 +25,9 @@ def test_the_work_folder_is_hidden_beside_the_output(tmp_path):
 def test_the_arguments_molmix_adds_are_the_ones_the_config_may_not_set(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "has_cuda", lambda: True)  # no CPU adjustments
     arguments = trainer_arguments({"learning_rate": 0.1}, tmp_path / "out", 3, completion_only_loss=True)
-    assert set(arguments) == {"learning_rate", *PIPELINE_ARGUMENTS, *SFT_ARGUMENTS}
+    assert set(arguments) == {"learning_rate", *PIPELINE_ARGUMENTS, *SFT_ARGUMENTS, *DEFAULT_ARGUMENTS}
+    assert arguments["report_to"] == "none"  # no experiment trackers unless the config names them
+    assert trainer_arguments({"report_to": ["tensorboard"]}, tmp_path, 0)["report_to"] == ["tensorboard"]
     assert arguments["output_dir"] == str(work_dir_for(tmp_path / "out")) and arguments["data_seed"] == 3
     with pytest.raises(ValueError, match="not arguments molmix sets"):
         trainer_arguments({}, tmp_path, 0, learning_rate=1.0)
@@ -161,3 +164,21 @@ def test_a_killed_run_resumes_and_still_keeps_the_best_checkpoint(tmp_path, capl
     assert evaluations(resumed) == evaluated and resumed.state.best_metric == trainer.state.best_metric
     assert all(torch.equal(weights[name], uninterrupted[name]) for name in uninterrupted)
     assert not work_dir_for(out).exists()
+
+
+def test_tensorboard_event_files_outlive_the_work_folder(tmp_path):
+    """transformers writes them to output_dir/runs (the work folder, removed after saving): they are moved
+    beside the output folder, replacing those of an earlier run."""
+    out_dir = tmp_path / "models" / "nli"
+
+    class Trainer:
+        def train(self, resume_from_checkpoint=None):
+            events = work_dir_for(out_dir) / training.TENSORBOARD_DIR / "Dec05_host"
+            events.mkdir(parents=True)
+            (events / "events.out.tfevents.1").write_text("loss")
+
+    for _ in range(2):
+        train_and_save(Trainer, {"a": 1}, out_dir, lambda trainer: out_dir.mkdir(exist_ok=True))
+    kept = tmp_path / "models" / "nli.tensorboard"
+    assert (kept / "Dec05_host" / "events.out.tfevents.1").read_text() == "loss"
+    assert not work_dir_for(out_dir).exists()

@@ -7,7 +7,8 @@ models in :mod:`molmix.negatives`, alignment in :mod:`molmix.align`, the demo NL
 arguments of :func:`trainer_arguments`, and runs it with :func:`train_and_save`. Checkpoints go to
 the output folder's work folder (:func:`work_dir_for`: ``.<name>.work`` beside it); a re-run after a
 kill resumes from the newest complete one when the settings are the same, and the work folder is
-removed once the outputs are saved. With ``load_best_model_at_end`` (alignment, Fig. 14) transformers
+removed once the outputs are saved (TensorBoard's event files, with ``report_to: tensorboard``, are kept:
+:func:`keep_tensorboard_logs`). With ``load_best_model_at_end`` (alignment, Fig. 14) transformers
 keeps the best evaluated checkpoint besides the newest; a resumed run reads which one that is from the
 newest checkpoint's ``trainer_state.json`` and still loads it at the end.
 """
@@ -28,13 +29,18 @@ PIPELINE_ARGUMENTS = {
     "seed": "the config's top-level seed",
     "data_seed": "the config's top-level seed",
     "use_cpu": "CUDA whenever it is available",
-    "report_to": "no experiment trackers; the loss history is written beside the outputs",
     "save_strategy": "a checkpoint every save_steps, so that a killed run resumes",
     "save_total_limit": "only the newest checkpoint is kept (and the best, with load_best_model_at_end)",
     "dataloader_num_workers": "data is loaded in the training process",
     "disable_tqdm": "progress bars go to the step's log",
 }
 """TrainingArguments that molmix sets for every training (the config may not), and why."""
+DEFAULT_ARGUMENTS = {"report_to": "none"}
+"""TrainingArguments that molmix sets unless the config block does: no experiment trackers by default (the
+loss history is written beside the outputs); ``report_to: tensorboard``, ``wandb``, ... passes through."""
+TENSORBOARD_DIR = "runs"
+"""Where transformers' TensorBoard callback writes inside ``output_dir`` (the work folder) unless
+``TENSORBOARD_LOGGING_DIR`` is set."""
 SFT_ARGUMENTS = {"completion_only_loss": "SFT's loss covers the completion only (Eq. 2)"}
 """SFTConfig arguments molmix sets besides :data:`PIPELINE_ARGUMENTS`."""
 LORA_ARGUMENTS = {"task_type": "CAUSAL_LM: the policies are causal LMs", "bias": "none: adapters only"}
@@ -67,13 +73,14 @@ def trainer_arguments(
     settings: Mapping[str, Any], out_dir: str | Path, seed: int, **pipeline: Any
 ) -> dict[str, Any]:
     """Keyword arguments of a TrainingArguments / TRL config: ``settings`` (a config block, library
-    names) as they are, plus :data:`PIPELINE_ARGUMENTS` (``pipeline`` overrides their values).
+    names) as they are, plus :data:`PIPELINE_ARGUMENTS` (``pipeline`` overrides their values) and,
+    where ``settings`` do not name them, :data:`DEFAULT_ARGUMENTS`.
 
     Without CUDA, bf16, gradient checkpointing and a configured fp16 or tf32 are off and a configured
     optimiser (e.g. paged AdamW) becomes adamw_torch (:data:`CPU_ARGUMENTS`); each change of a configured
     value is logged.
     """
-    arguments = dict(settings)
+    arguments = {**DEFAULT_ARGUMENTS, **settings}
     cuda = has_cuda()
     if not cuda:
         for key, value in CPU_ARGUMENTS.items():
@@ -87,7 +94,6 @@ def trainer_arguments(
         seed=seed,
         data_seed=seed,
         use_cpu=not cuda,
-        report_to=[],
         save_strategy="steps",
         save_total_limit=1,
         dataloader_num_workers=0,
@@ -137,6 +143,20 @@ def _complete_checkpoint(checkpoint: Path) -> bool:
     return True
 
 
+def keep_tensorboard_logs(work_dir: str | Path, out_dir: str | Path) -> Path | None:
+    """Move TensorBoard's event files out of the work folder, which is removed next, to
+    ``<out_dir>.tensorboard`` beside the output folder (replacing those of an earlier run); returns it."""
+    runs = Path(work_dir) / TENSORBOARD_DIR
+    if not runs.is_dir():
+        return None
+    out_dir = Path(out_dir)
+    kept = out_dir.parent / f"{out_dir.name}.tensorboard"
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.move(runs, kept)
+    log.info("TensorBoard event files kept in %s", kept)
+    return kept
+
+
 def finish_run(work_dir: str | Path) -> None:
     """Remove a finished run's checkpoints (its outputs are saved)."""
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -157,6 +177,7 @@ def train_and_save(
     trainer = make_trainer()
     output = trainer.train(resume_from_checkpoint=checkpoint)
     save(trainer)
+    keep_tensorboard_logs(work_dir, out_dir)
     finish_run(work_dir)
     return trainer, output
 

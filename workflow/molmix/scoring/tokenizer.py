@@ -9,12 +9,19 @@ size (and a floor for unknown tokenizers), and truncation to ``max_tokens`` is e
 
 ``bert-base-uncased`` resolves offline to the copy of that tokenizer shipped with molmix
 (``scoring/data/bert-base-uncased/tokenizer.json``, Apache-2.0, see the NOTICE beside it).
+
+A Hub id is looked up on the Hub only when the Hub can be used (:func:`hub_unavailable`): with
+``HF_HUB_OFFLINE`` set, or no answer from the Hub within :data:`HUB_CHECK_TIMEOUT` seconds, it is read
+from the local Hugging Face cache alone, and when it is not there the fallback is used at once instead
+of after the Hub client's retries (about 50 s).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +35,8 @@ MIN_VOCAB_SIZE = 1000  # any WordPiece vocabulary smaller than this is a broken 
 PACKAGED = {"bert-base-uncased": Path(__file__).parent / "data" / "bert-base-uncased"}
 # tokens the official scorers drop after tokenising (special tokens written literally in a text)
 DROPPED_TOKENS = frozenset({"[PAD]", "[CLS]", "[SEP]"})
+HUB_CHECK_TIMEOUT = 3.0
+"""Seconds the Hub may take to answer before it counts as unreachable (:func:`hub_unavailable`)."""
 
 
 class TokenizerError(RuntimeError):
@@ -69,6 +78,29 @@ def packaged_path(name: str) -> Path | None:
     return path if path is not None and (path / "tokenizer.json").is_file() else None
 
 
+def hub_unavailable(timeout: float = HUB_CHECK_TIMEOUT) -> str | None:
+    """Why the Hugging Face Hub cannot be used now, or None when it can.
+
+    Offline mode (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` set, as ``huggingface_hub`` reads
+    them), or no HTTP answer from the Hub's endpoint (``HF_ENDPOINT``; proxies from the environment are
+    used) within ``timeout`` seconds. Any HTTP answer, an error status included, counts as reachable.
+    """
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return "offline mode (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set)"
+    try:
+        urllib.request.urlopen(
+            urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout
+        ).close()
+    except urllib.error.HTTPError:
+        return None
+    except (OSError, ValueError) as err:  # URLError, a time-out, a refused connection, a bad endpoint
+        reason = getattr(err, "reason", None) or err
+        return f"the Hub ({constants.ENDPOINT}) is unreachable ({reason}; {timeout:g} s time-out)"
+    return None
+
+
 def _load_backend(name: str):
     """(tokenizers.Tokenizer, source) for a folder, a tokenizer.json, a packaged name or a Hub id."""
     from tokenizers import Tokenizer
@@ -84,9 +116,15 @@ def _load_backend(name: str):
     # a folder with only vocab.txt, or a Hub id: let transformers build the fast tokenizer
     from transformers import AutoTokenizer
 
+    offline = None if path.is_dir() else hub_unavailable()  # a Hub id: the local cache only when offline
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=offline is not None)
     except Exception as err:  # offline, unknown id, unreadable folder: all mean "not available"
+        if offline:
+            raise TokenizerError(
+                f"text tokenizer {name!r} cannot be loaded: {offline}, and it cannot be read from the "
+                f"local Hugging Face cache ({type(err).__name__})"
+            ) from err
         raise TokenizerError(f"text tokenizer {name!r} cannot be loaded: {err}") from err
     if not getattr(tokenizer, "is_fast", False):
         raise TokenizerError(f"text tokenizer {name!r} has no fast (tokenizers) backend")
