@@ -1,9 +1,15 @@
+import html
+import re
+
+import pandas as pd
 import pytest
 
 from molmix.tables import (
     TableError,
     build_table,
     compare_with_published,
+    describe_table,
+    to_html,
     to_latex,
     to_markdown,
     write_tables,
@@ -101,7 +107,9 @@ def test_published_comparison_and_files(tmp_path):
         "table3.md",
         "table3.tex",
         "table3.csv",
+        "table3.html",
         "table3.published.md",
+        "table3.published.html",
     }
 
 
@@ -117,6 +125,8 @@ def test_hidden_rows_serve_only_as_delta_baselines():
     table = build_table(spec, CAP2MOL)
     assert table["system"].tolist() == ["CPO", "KTO", "Δ_CPOvsMED"]
     assert table.iloc[-1]["bleu"] == pytest.approx(28.0)
+    rows = describe_table(spec, CAP2MOL)[0]
+    assert rows.endswith("CPO = cpo; KTO = kto. Δ baselines not shown as rows: Meditron = meditron.")
 
 
 def test_alignment_summary_from_histories_and_scores(tmp_path):
@@ -188,6 +198,10 @@ def test_a_system_that_was_not_run_keeps_its_row_with_dashes_and_a_note(tmp_path
     assert latex.index("not run") < latex.index(r"\caption")
     csv = (tmp_path / "tables/table3.csv").read_text().splitlines()
     assert next(line for line in csv if ",KTO," in line) == ",KTO,score" + "," * 7
+    page = (tmp_path / "tables/table3.html").read_text()
+    assert '<th scope="row">KTO</th>' + '<td class="number">–</td>' * 7 in page
+    assert f"<li>{html.escape(note[2:])}</li>" in page  # the note under the table
+    assert "n: not recorded in the score summaries." in page  # these summaries carry no n
 
 
 def test_published_comparison_of_a_system_that_was_not_run_shows_dashes(tmp_path):
@@ -204,3 +218,79 @@ def test_notes_in_latex_escape_every_special_character():
     assert latex_text(r"a_b 50% #1 $x$ {y} ~z ^w \ & org---name") == (
         r"a\_b 50\% \#1 \$x\$ \{y\} \textasciitilde{}z \textasciicircum{}w \textbackslash{} \& org-{}-{}-name"
     )
+
+
+def _summaries(n=100, tokenizer="bert-base-uncased", task="cap2mol"):
+    extra = (
+        {"tokenizer": {"name": tokenizer}, "comparable_to_published": tokenizer != "bert-base-uncased"}
+        if task == "mol2cap"
+        else {"conventions": {"invalid_smiles_definition": "invalid predictions count as similarity 0"}}
+    )
+    return {name: {**values, "n": n, "model": name, **extra} for name, values in CAP2MOL.items()}
+
+
+def test_html_table_has_a_caption_and_the_markdown_cells():
+    scores = _summaries()
+    page = to_html(build_table(SPEC, scores), "cap2mol", "Table 3", describe_table(SPEC, scores))
+    table = page[page.index("<table>") : page.index("</table>")]
+    caption = table[table.index("<caption>") : table.index("</caption>")]
+    assert '<span class="title">Table 3</span>' in caption
+    assert (
+        "Rows: one per system (label = evaluated system): Meditron = meditron; CPO = cpo; KTO = kto."
+        in caption
+    )
+    assert "Δ_CPOvsMED = CPO − Meditron" in caption and "percentage points for BLEU, MACCS FTS" in caption
+    assert "own units for Levenshtein, FCD" in caption
+    assert "n = 100 test items per system." in caption and "Tokenizer: none" in caption
+    assert "Group" not in table  # no grouped rows: no group column
+    cpo = re.search(r'<tr class="score"><th scope="row">CPO</th>(.*?)</tr>', table).group(1)
+    assert "<strong>42.65</strong>" in cpo and "<strong>4.19</strong>" in cpo
+    assert (
+        '<tr class="delta first-delta"><th scope="row">Δ_CPOvsMED</th><td class="number">+28%</td>' in table
+    )
+
+
+def test_html_caption_names_the_tokenizer_actually_used_and_a_differing_n():
+    spec = {**SPEC, "task": "mol2cap"}
+    scores = _summaries(tokenizer="bert-base-uncased", task="mol2cap")
+    scores["kto"] = {**scores["kto"], "n": 98}
+    caption = " ".join(describe_table(spec, scores))
+    assert "Tokenizer actually used for BLEU and METEOR: bert-base-uncased" in caption
+    assert "stand-in for the official scorers' SciBERT tokenizer" in caption
+    assert "n (test items) differs: 98 for kto; 100 for meditron, cpo." in caption
+    scibert = _summaries(tokenizer="allenai/scibert_scivocab_uncased", task="mol2cap")
+    assert "stand-in" not in " ".join(describe_table(spec, scibert))
+
+
+def test_html_escapes_every_text_and_keeps_groups():
+    scores = {**CAP2MOL, "<b>x</b>": CAP2MOL["cpo"]}
+    spec = {
+        **SPEC,
+        "rows": [{"group": "TIES & co", "label": "<b>x</b>", "system": "<b>x</b>"}, *SPEC["rows"]],
+    }
+    page = to_html(build_table(spec, scores), "cap2mol", "A < B", describe_table(spec, scores), ["a & <i>"])
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+    assert "<title>A &lt; B</title>" in page and "<td>TIES &amp; co</td>" in page
+    assert '<th scope="col">Group</th>' in page and "<li>a &amp; &lt;i&gt;</li>" in page
+
+
+def test_alignment_summary_html(tmp_path):
+    import json
+
+    from molmix.artifacts import write_artifact
+    from molmix.tables import alignment_summary_step
+
+    history = pd.DataFrame({"method": "cpo", "step": [1, 2, 3], "loss": [0.9, 0.7, 0.5]})
+    write_artifact(history, tmp_path / "h.parquet", "training_log")
+    inputs = {"history__slerp+cpo": tmp_path / "h.parquet"}
+    for task, summary in {
+        "mol2cap": {"bleu2": 0.5, "n": 7, "tokenizer": {"name": "bert-base-uncased"}},
+        "cap2mol": {"validity": 0.75, "n": 7},
+    }.items():
+        inputs[f"slerp+cpo__{task}"] = tmp_path / f"{task}.json"
+        inputs[f"slerp+cpo__{task}"].write_text(json.dumps(summary))
+    alignment_summary_step(inputs, tmp_path / "a.md", tmp_path / "a.csv", tmp_path / "a.html")
+    page = (tmp_path / "a.html").read_text()
+    assert page.index("<table") < page.index("<caption>") < page.index("<thead>")
+    assert "<td>slerp+cpo</td>" in page and "<td>–</td>" in page  # no reward margin logged
+    assert "Mol2Cap n = 7 test items per system." in page and "bert-base-uncased" in page

@@ -9,10 +9,16 @@ and FCD (e.g. Table 3, Δ_CPOvsMED: 0.71 - 0.43 BLEU is "+29%", 4.19 - 13.64 FCD
 A system that was not run (its score summary says ``failed``: the model could not be loaded) keeps
 its row with "–" in every metric, as does every Δ row involving it, and the table's note names it,
 the reason and the log of the failed job (:func:`failure_notes`).
+
+Each table is written as Markdown (the README's excerpt), LaTeX, CSV and HTML: Snakemake's report
+shows HTML files inline but offers Markdown only as a download, so the HTML is the table the report
+shows, with a ``<caption>`` saying what its rows and columns are, n, the tokenizer and Δ's unit
+(:func:`describe_table`).
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import math
@@ -233,6 +239,185 @@ def to_latex(table: pd.DataFrame, task: str, caption: str, notes: Sequence[str] 
     return "\n".join(lines) + "\n"
 
 
+TASK_NAMES = {
+    CAPTION_TASK: "Mol2Cap (molecule → caption)",
+    MOLECULE_TASK: "Cap2Mol (caption → molecule)",
+}
+
+
+def _test_items(scored: Sequence[Mapping[str, Any]]) -> str:
+    """The n sentence of a caption: one n for every system, or each distinct n with its systems."""
+    counts: dict[int, list[str]] = {}
+    for summary in scored:
+        if summary.get("n") is not None:
+            counts.setdefault(int(summary["n"]), []).append(str(summary.get("model", "?")))
+    if not counts:
+        return "n: not recorded in the score summaries."
+    if len(counts) == 1:
+        return f"n = {next(iter(counts))} test items per system."
+    return (
+        "n (test items) differs: "
+        + "; ".join(f"{n} for {', '.join(systems)}" for n, systems in sorted(counts.items()))
+        + "."
+    )
+
+
+def _tokenizers(task: str, scored: Sequence[Mapping[str, Any]]) -> str:
+    """Which tokenizer the metrics of ``task`` used, as the score summaries record it."""
+    if task == MOLECULE_TASK:
+        conventions = sorted(
+            {
+                s["conventions"]["invalid_smiles_definition"]
+                for s in scored
+                if s.get("conventions", {}).get("invalid_smiles_definition")
+            }
+        )
+        text = "Tokenizer: none; BLEU and Levenshtein compare SMILES strings character by character."
+        if conventions:
+            text += f" Fingerprint similarities: {'; '.join(conventions)}."
+        return text
+    names = sorted({s["tokenizer"]["name"] for s in scored if s.get("tokenizer")})
+    if not names:
+        return "Tokenizer: not recorded in the score summaries."
+    text = (
+        f"Tokenizer actually used for BLEU and METEOR: {', '.join(names)} (WordPiece); "
+        "ROUGE uses rouge-score's own tokenizer."
+    )
+    fallbacks = sorted({str(s["tokenizer_fallback"]) for s in scored if s.get("tokenizer_fallback")})
+    if fallbacks:
+        text += f" Fallback used because: {'; '.join(fallbacks)}."
+    if any(s.get("comparable_to_published") is False for s in scored):
+        text += (
+            " It is a stand-in for the official scorers' SciBERT tokenizer: BLEU and METEOR are not"
+            " comparable to published numbers."
+        )
+    return text
+
+
+def describe_table(spec: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The sentences of a table's caption: rows, columns, Δ and its unit, n and the tokenizer."""
+    task = spec["task"]
+    metrics = METRICS[task]
+    shown = "; ".join(f"{row['label']} = {row['system']}" for row in spec["rows"] if row.get("show", True))
+    hidden = "; ".join(
+        f"{row['label']} = {row['system']}" for row in spec["rows"] if not row.get("show", True)
+    )
+    lines = [
+        f"Rows: one per system (label = evaluated system): {shown}."
+        + (f" Δ baselines not shown as rows: {hidden}." if hidden else ""),
+        f"Columns: {TASK_NAMES.get(task, task)} metrics on the test set, corpus level; "
+        "↑ higher is better, ↓ lower is better; the best score per column is in bold; "
+        "– = not computed or the system was not run.",
+    ]
+    deltas = spec.get("deltas", [])
+    if deltas:
+        points = ", ".join(m.label for m in metrics if m.bounded)
+        units = ", ".join(m.label for m in metrics if not m.bounded)
+        definitions = "; ".join(f"{d['label']} = {d['row']} − {d['baseline']}" for d in deltas)
+        lines.append(
+            f"Δ rows: absolute differences, row − baseline ({definitions}), in percentage points for "
+            f"{points} (written +N% as in the paper, i.e. points, not a relative change)"
+            + (f" and in the metric's own units for {units}." if units else ".")
+        )
+    used = [
+        scores[row["system"]]
+        for row in spec["rows"]
+        if row["system"] in scores and not scores[row["system"]].get("failed")
+    ]
+    lines += [_test_items(used), _tokenizers(task, used)]
+    return lines
+
+
+HTML_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1em; }
+table { border-collapse: collapse; font-size: 0.95em; }
+caption { caption-side: top; text-align: left; max-width: 60em; padding-bottom: 0.6em; }
+caption .title { font-weight: bold; font-size: 1.1em; display: block; margin-bottom: 0.3em; }
+caption p { margin: 0.15em 0; font-size: 0.9em; color: #333; }
+th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; }
+thead th { border-bottom: 2px solid #333; text-align: center; white-space: nowrap; }
+tbody th { text-align: left; font-weight: normal; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.first-delta td, tr.first-delta th { border-top: 2px solid #333; }
+tr.delta td, tr.delta th { font-style: italic; }
+ul.notes { font-size: 0.9em; max-width: 60em; }
+"""
+
+
+def html_document(title: str, body: str) -> str:
+    """A standalone UTF-8 page (the report shows it in a frame of its own)."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{HTML_STYLE}</style>\n</head>\n<body>\n"
+        f"{body}</body>\n</html>\n"
+    )
+
+
+def _html_caption(title: str, description: Sequence[str]) -> str:
+    lines = [f'<span class="title">{html.escape(title)}</span>']
+    lines += [f"<p>{html.escape(line)}</p>" for line in description]
+    return "<caption>\n" + "\n".join(lines) + "\n</caption>\n"
+
+
+def _html_notes(notes: Sequence[str]) -> str:
+    if not notes:
+        return ""
+    return '<ul class="notes">\n' + "".join(f"<li>{html.escape(n)}</li>\n" for n in notes) + "</ul>\n"
+
+
+def to_html(
+    table: pd.DataFrame,
+    task: str,
+    caption: str,
+    description: Sequence[str] = (),
+    notes: Sequence[str] = (),
+) -> str:
+    """A standalone HTML page: the table with a ``<caption>`` (``caption`` as its title, then the
+    ``description`` sentences), best values in ``<strong>``, Δ rows after a rule, ``notes`` below.
+    The cells are the Markdown table's; every text is escaped."""
+    metrics = METRICS[task]
+    best = best_rows(table, task)
+    grouped = bool(table["group"].astype(bool).any())  # a group column only where rows are grouped
+    headers = [*(["Group"] if grouped else []), "Method", *[m.header for m in metrics]]
+    parts = ["<table>\n", _html_caption(caption, description), "<thead>\n<tr>"]
+    parts += [f'<th scope="col">{html.escape(h)}</th>' for h in headers]
+    parts.append("</tr>\n</thead>\n<tbody>\n")
+    first_delta = True
+    for index, record in table.iterrows():
+        kind = record["kind"]
+        if kind == "delta" and first_delta:
+            kind, first_delta = "delta first-delta", False
+        cells = [f"<td>{html.escape(record['group'])}</td>"] if grouped else []
+        cells.append(f'<th scope="row">{html.escape(record["system"])}</th>')
+        for metric in metrics:
+            text = html.escape(_format(record[metric.key], metric, record["kind"]))
+            if index in best[metric.key]:
+                text = f"<strong>{text}</strong>"
+            cells.append(f'<td class="number">{text}</td>')
+        parts.append(f'<tr class="{kind}">' + "".join(cells) + "</tr>\n")
+    parts.append("</tbody>\n</table>\n")
+    parts.append(_html_notes(notes))
+    return html_document(caption, "".join(parts))
+
+
+def frame_to_html(
+    frame: pd.DataFrame, caption: str, description: Sequence[str] = (), float_format: str = "{:.3f}"
+) -> str:
+    """Any frame as a standalone HTML page with a ``<caption>``; NaN shown as "–", text escaped."""
+    body = frame.to_html(
+        index=False,
+        na_rep="–",
+        float_format=float_format.format,
+        escape=True,
+        border=0,
+        classes=None,
+    )
+    body = re.sub(
+        r"(<table[^>]*>\n)", lambda m: m.group(1) + _html_caption(caption, description), body, count=1
+    )
+    return html_document(caption, body + "\n")
+
+
 def compare_with_published(
     table: pd.DataFrame, task: str, published: Mapping[str, Mapping[str, float]]
 ) -> pd.DataFrame:
@@ -279,11 +464,26 @@ def write_tables(
         write_text(out / f"{name}.md", f"{caption}\n\n" + to_markdown(table, task, notes))
         write_text(out / f"{name}.tex", to_latex(table, task, caption, notes))
         write_text(out / f"{name}.csv", table.to_csv(index=False))
+        write_text(out / f"{name}.html", to_html(table, task, caption, describe_table(spec, scores), notes))
         if spec.get("published"):
             comparison = compare_with_published(table, task, spec["published"])
             write_text(
                 out / f"{name}.published.md",
                 _missing_as_dash(comparison).to_markdown(index=False, floatfmt=".3f", missingval="–") + "\n",
+            )
+            write_text(
+                out / f"{name}.published.html",
+                frame_to_html(
+                    comparison,
+                    f"{caption}: this run next to the published values",
+                    [
+                        "Rows: one per system and metric the paper reports a value for.",
+                        "Columns: ours = this run; published = the paper's value; difference = ours − "
+                        "published, in the metric's own units (fractions for metrics in [0, 1], "
+                        "not percentage points).",
+                        *describe_table(spec, scores)[-2:],  # n and the tokenizer
+                    ],
+                ),
             )
         built[name] = table
     return built
@@ -337,8 +537,30 @@ def alignment_summary(histories: Mapping[str, str | Path], scores: Mapping[str, 
     return pd.DataFrame(rows)
 
 
+def describe_alignment(scores: Mapping[str, str | Path]) -> list[str]:
+    """The caption sentences of the alignment table; ``scores`` as for :func:`alignment_summary`."""
+    by_task: dict[str, list[dict[str, Any]]] = {task: [] for task in TASKS}
+    for key, path in scores.items():
+        by_task[key.rsplit("__", 1)[1]].append(json.loads(Path(path).read_text()))
+    return [
+        "Rows: one per alignment run, named <init>+<method> (init = the per-task model or merge it "
+        "started from; method = SFT, DPO, CPO or KTO).",
+        "Columns: optimizer steps logged; loss start / end = mean training loss of the first / last "
+        "three logged steps (each method's own objective: not comparable across methods); reward margin "
+        "end = the last logged chosen − rejected reward margin (DPO, CPO, KTO; – for SFT); BLEU-2 "
+        "(Mol2Cap) and validity (Cap2Mol, share of SMILES RDKit parses) of the aligned model on the test "
+        "set, as fractions in [0, 1].",
+        f"Mol2Cap {_test_items(by_task[CAPTION_TASK])}",
+        f"Cap2Mol {_test_items(by_task[MOLECULE_TASK])}",
+        _tokenizers(CAPTION_TASK, by_task[CAPTION_TASK]),
+    ]
+
+
 def alignment_summary_step(
-    inputs: Mapping[str, str], markdown_path: str | Path, csv_path: str | Path
+    inputs: Mapping[str, str],
+    markdown_path: str | Path,
+    csv_path: str | Path,
+    html_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """The summarize_alignment step: ``inputs`` maps ``history__<system>`` and ``<system>__<task>``."""
     from molmix.artifacts import write_text
@@ -350,4 +572,55 @@ def alignment_summary_step(
         markdown_path, _missing_as_dash(table).to_markdown(index=False, floatfmt=".3f", missingval="–") + "\n"
     )
     write_text(csv_path, table.to_csv(index=False))
+    if html_path is not None:
+        caption = "Alignment runs: how each run trained and where it ended on the test set"
+        write_text(html_path, frame_to_html(table, caption, describe_alignment(scores)))
     return table
+
+
+# How the report groups the results (rules/tables.smk): category = what it is, subcategory = the stage
+# or task it belongs to, labels = the columns of the report's listing. Unknown figure names (a figure
+# added later) fall under "Other figures" with their file name.
+REPORT_TABLES = "Tables"
+REPORT_FIGURES = "Figures"
+ALIGNMENT_REPORT = {
+    "subcategory": "Alignment runs",
+    "labels": {"table": "Alignment runs", "shows": "training and test scores of every alignment run"},
+}
+FIGURE_REPORT = {
+    "caption_word_counts": ("Data", "Fig. 9", "caption word counts of the test set"),
+    "ratio_ablation": ("Merging", "Fig. 4", "mixing-ratio ablation of the merged model, aligned with CPO"),
+    "merge_vs_soup": ("Merging", "Fig. 8", "merges against the model soup, each aligned"),
+    "training_loss": ("Alignment", "training loss", "training loss of every alignment run"),
+}
+
+
+def table_report(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``subcategory`` (the task) and ``labels`` of a paper table in the report: "Table 2: what it
+    shows" in the table's caption gives {table: "Table 2", shows: "what it shows"}."""
+    title, _, shows = str(spec.get("caption", name)).partition(":")
+    return {
+        "subcategory": TASK_NAMES.get(spec["task"], spec["task"]),
+        "labels": {"table": title.strip(), "shows": shows.strip() or title.strip()},
+    }
+
+
+def published_report(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``subcategory`` and ``labels`` of a table's comparison with the paper's values (``published``)."""
+    entry = table_report(spec, name)
+    entry["labels"] = {
+        "table": f"{entry['labels']['table']} vs paper",
+        "shows": "this run next to the published values",
+    }
+    return entry
+
+
+def figure_subcategory(wildcards) -> str:
+    """The stage of a figure (``wildcards.name``, its file stem) for the report."""
+    return FIGURE_REPORT.get(wildcards.name, ("Other figures",))[0]
+
+
+def figure_labels(wildcards) -> dict[str, str]:
+    """{figure, shows} of a figure (``wildcards.name``) for the report's listing."""
+    _, figure, shows = FIGURE_REPORT.get(wildcards.name, ("", wildcards.name, wildcards.name))
+    return {"figure": figure, "shows": shows}
