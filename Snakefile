@@ -3,7 +3,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The embedded default, unless --configfile names the configuration: a full one (configs/paper.yaml)
+# must not inherit the demo's named entries (merges, baselines) through Snakemake's recursive merge;
+# an overlay names its base first (--configfile config.yaml configs/chebi20.yaml).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -38,9 +39,17 @@ def planned_workflow(configfile: Path, workdir: Path):
 
 
 def run_snakemake(
-    workdir: Path, *args: str, configfile: Path | None = None, check: bool = True, profile: str = "none"
+    workdir: Path,
+    *args: str,
+    configfile: Path | Sequence[Path] | None = None,
+    check: bool = True,
+    profile: str = "none",
 ):
-    """Run Snakemake on the repository's Snakefile inside ``workdir`` (never the checkout itself)."""
+    """Run Snakemake on the repository's Snakefile inside ``workdir`` (never the checkout itself), with
+    ``configfile`` (one, or several layered in order; default config.yaml)."""
+    configfiles = (
+        [configfile] if isinstance(configfile, Path | str) else list(configfile or [REPO / "config.yaml"])
+    )
     command = [
         sys.executable,
         "-m",
@@ -52,7 +61,7 @@ def run_snakemake(
         "--workflow-profile",
         profile,
         "--configfile",
-        str(configfile or REPO / "config.yaml"),
+        *map(str, configfiles),
         "--cores",
         "1",
         *args,

@@ -65,7 +65,7 @@ def merged(base: dict, update: dict) -> dict:
 
 
 def chebi20_layered() -> dict:
-    """configs/chebi20.yaml over config.yaml, as `snakemake --configfile configs/chebi20.yaml` reads it."""
+    """configs/chebi20.yaml over config.yaml, as `snakemake --configfile config.yaml configs/chebi20.yaml` reads it."""
     return merged(
         *(yaml.safe_load((REPO / name).read_text()) for name in ("config.yaml", "configs/chebi20.yaml"))
     )

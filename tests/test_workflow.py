@@ -29,6 +29,15 @@ def test_paper_config_dry_run_resolves(tmp_path):
     assert "subsample_dataset" in result.stdout
 
 
+def test_a_full_config_does_not_inherit_the_demo_config(tmp_path):
+    """In the repository root, where the Snakefile's config.yaml exists, configs/paper.yaml alone plans
+    the paper's merges, not also the demo's task_arithmetic (Snakemake merges config files recursively)."""
+    shutil.copy(REPO / "config.yaml", tmp_path)
+    paper = run_snakemake(tmp_path, "-n", configfile=REPO / "configs/paper.yaml").stdout
+    assert "merge=slerp" in paper and "task_arithmetic" not in paper
+    assert "task_arithmetic" in run_snakemake(tmp_path, "-n").stdout  # the demo's own, without --configfile
+
+
 @pytest.mark.parametrize(
     "overrides, key",
     [
@@ -71,8 +80,8 @@ def test_chebi20_fixture_goes_through_the_data_stage(tmp_path, write_config):
 
 def test_shipped_chebi20_config_plans_every_stage(tmp_path):
     """configs/chebi20.yaml (on the embedded default) plans the whole DAG, NLI with a Hub model included."""
-    shutil.copy(REPO / "config.yaml", tmp_path)  # the Snakefile's configfile, under --directory
-    result = run_snakemake(tmp_path, "-n", "--quiet", "rules", configfile=REPO / "configs/chebi20.yaml")
+    layers = [REPO / "config.yaml", REPO / "configs/chebi20.yaml"]
+    result = run_snakemake(tmp_path, "-n", "--quiet", "rules", configfile=layers)
     for rule in ("download_dataset", "train_alignment", "make_tables", "score_nli", "compare_nli_methods"):
         assert rule in result.stdout
     assert "train_nli_model" not in result.stdout
