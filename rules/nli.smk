@@ -109,16 +109,20 @@ rule compare_nli_methods:
     output:
         kl=layout.KL_TABLE,
         json=layout.KL_DETAILS,
-        summary=report(
-            layout.NLI_REPORT,
+        summary=layout.NLI_REPORT,
+        summary_html=report(
+            layout.NLI_REPORT_HTML,
             caption="../workflow/report/nli.rst",
             category="NLI",
+            subcategory="Scores",
+            labels={"shows": "NLI scores per system and method; KL of coverage"},
         ),
         figures=report(
             directory(layout.NLI_FIGURES),
             patterns=["{name}.png"],
             caption="../workflow/report/nli.rst",
             category="NLI",
+            subcategory="Figures",
         ),
     log:
         "logs/compare_nli_methods/{dataset}.log",
@@ -136,10 +140,13 @@ rule rank_nli_methods:
         unpack(nli_ranking_inputs),
     output:
         csv=layout.NLI_RANKS,
-        summary=report(
-            layout.NLI_RANKS_REPORT,
+        summary=layout.NLI_RANKS_REPORT,
+        summary_html=report(
+            layout.NLI_RANKS_HTML,
             caption="../workflow/report/nli.rst",
             category="NLI",
+            subcategory="Scores",
+            labels={"shows": "rank agreement with the caption metrics"},
         ),
     log:
         "logs/rank_nli_methods/{dataset}.log",

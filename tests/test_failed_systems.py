@@ -96,7 +96,10 @@ def test_nli_treats_a_system_that_was_not_run_as_one_without_captions(not_run, t
         "smoothing": 1.0,
         "long_caption_words": [5],
     }
-    out = {name: tmp_path / f"compare/{name}" for name in ("kl.csv", "kl.json", "summary.md", "figures")}
+    out = {
+        name: tmp_path / f"compare/{name}"
+        for name in ("kl.csv", "kl.json", "summary.md", "summary.html", "figures")
+    }
     kl = compare_step(files, not_run[1], compare, *out.values())
     assert set(kl["method"]) == set(NLI_METHODS) and kl["kl"].notna().all()
     details = json.loads(out["kl.json"].read_text())
@@ -104,6 +107,8 @@ def test_nli_treats_a_system_that_was_not_run_as_one_without_captions(not_run, t
     assert {row["system"] for row in details["systems"]} == {"good", "bad"}
     summary = out["summary.md"].read_text()
     assert "## Systems not run (left out)\n\n- chemllm: not run — " in summary and f"; see {LOG}" in summary
+    page = out["summary.html"].read_text()
+    assert "<caption>" in page and page.count("<table") == 2 and "chemllm" not in page
     assert (out["figures"] / "atomic_scores.png").exists()
 
     with pytest.raises(

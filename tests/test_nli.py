@@ -859,11 +859,13 @@ def test_rank_step_orders_systems_by_nli_coverage_and_by_caption_metrics(tmp_pat
         summaries[f"{method}__chemllm"].write_text(json.dumps({"n": 0, "failed": "not a model folder"}))
     scores["chemllm"] = tmp_path / "chemllm.json"
     scores["chemllm"].write_text("{}")
-    ranks = rank_step(summaries, scores, tmp_path / "ranks.csv", tmp_path / "ranks.md").set_index(
-        ["method", "metric"]
-    )
+    ranks = rank_step(summaries, scores, *(tmp_path / f"ranks.{ext}" for ext in ("csv", "md", "html")))
+    ranks = ranks.set_index(["method", "metric"])
     assert ranks.loc[("atomic", "bleu4"), "spearman"] == pytest.approx(1.0)
     assert ranks.loc[("full", "rougeL"), "spearman"] == pytest.approx(-1.0)
     assert (ranks["n_systems"] == 4).all()
-    assert "| atomic" in (tmp_path / "ranks.md").read_text()
+    assert (
+        "| atomic" in (tmp_path / "ranks.md").read_text()
+        and "<caption>" in (tmp_path / "ranks.html").read_text()
+    )
     assert len(pd.read_csv(tmp_path / "ranks.csv")) == 2 * len(SUMMARY_KEYS["mol2cap"])

@@ -66,8 +66,10 @@ NLI_SUMMARY = "results/nli/{dataset}/{system}/{method}.json"
 KL_TABLE = "results/nli/{dataset}/kl.csv"
 KL_DETAILS = "results/nli/{dataset}/kl.json"
 NLI_REPORT = "results/nli/{dataset}/summary.md"
+NLI_REPORT_HTML = "results/nli/{dataset}/summary.html"
 NLI_RANKS = "results/nli/{dataset}/ranks.csv"
 NLI_RANKS_REPORT = "results/nli/{dataset}/ranks.md"
+NLI_RANKS_HTML = "results/nli/{dataset}/ranks.html"
 NLI_FIGURES = "results/nli/{dataset}/figures"
 
 # tables and figures
@@ -302,9 +304,14 @@ class Experiment:
             targets.append(self.path(ATOMS, system=system))
             targets += [self.path(NLI_SUMMARY, system=system, method=method) for method in NLI_METHODS]
         targets += [
-            self.path(KL_TABLE),
-            self.path(NLI_REPORT),
-            self.path(NLI_RANKS),
-            self.path(NLI_RANKS_REPORT),
+            self.path(pattern)
+            for pattern in (
+                KL_TABLE,
+                NLI_REPORT,
+                NLI_REPORT_HTML,
+                NLI_RANKS,
+                NLI_RANKS_REPORT,
+                NLI_RANKS_HTML,
+            )
         ]
         return targets

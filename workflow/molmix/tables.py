@@ -404,18 +404,34 @@ def frame_to_html(
     frame: pd.DataFrame, caption: str, description: Sequence[str] = (), float_format: str = "{:.3f}"
 ) -> str:
     """Any frame as a standalone HTML page with a ``<caption>``; NaN shown as "–", text escaped."""
-    body = frame.to_html(
-        index=False,
-        na_rep="–",
-        float_format=float_format.format,
-        escape=True,
-        border=0,
-        classes=None,
-    )
-    body = re.sub(
-        r"(<table[^>]*>\n)", lambda m: m.group(1) + _html_caption(caption, description), body, count=1
-    )
-    return html_document(caption, body + "\n")
+    return frames_to_html(caption, [(frame, caption, description)], float_format)
+
+
+def frames_to_html(
+    title: str,
+    sections: Sequence[tuple[pd.DataFrame, str, Sequence[str]]],
+    float_format: str = "{:.3f}",
+) -> str:
+    """Several frames, each with its caption and description, as one standalone HTML page."""
+    bodies = []
+    for frame, caption, description in sections:
+        body = frame.to_html(
+            index=False,
+            na_rep="–",
+            float_format=float_format.format,
+            escape=True,
+            border=0,
+            classes=None,
+        )
+        bodies.append(
+            re.sub(
+                r"(<table[^>]*>\n)",
+                lambda m, c=caption, d=description: m.group(1) + _html_caption(c, d),
+                body,
+                count=1,
+            )
+        )
+    return html_document(title, "\n<br>\n".join(bodies) + "\n")
 
 
 def compare_with_published(

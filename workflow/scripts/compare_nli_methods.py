@@ -14,5 +14,6 @@ compare_step(
     snakemake.output.kl,
     snakemake.output.json,
     snakemake.output.summary,
+    snakemake.output.summary_html,
     snakemake.output.figures,
 )

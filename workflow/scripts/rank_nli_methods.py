@@ -15,4 +15,5 @@ rank_step(
     },
     snakemake.output.csv,
     snakemake.output.summary,
+    snakemake.output.summary_html,
 )

@@ -36,6 +36,7 @@ from molmix.nli.baselines import POOLING, baseline_units
 from molmix.nli.cache import ParquetStore
 from molmix.nli.decompose import DECOMPOSITION_COLUMNS, DECOMPOSITION_VALUES, decompose_items
 from molmix.nli.model import NLIModel
+from molmix.tables import frame_to_html, frames_to_html
 
 log = logging.getLogger(__name__)
 
@@ -309,9 +310,11 @@ def compare_step(
     out_csv: str | Path,
     out_json: str | Path,
     summary_md: str | Path,
+    summary_html: str | Path,
     figure_dir: str | Path,
 ) -> pd.DataFrame:
-    """The KL comparison of NLI methods (Figs. 6, 7, 10), every system's means, and the figures.
+    """The KL comparison of NLI methods (Figs. 6, 7, 10), every system's means (Markdown, and HTML for
+    the report), and the figures.
 
     ``score_files`` maps ``<method>__<system>`` to an ``nli_scores`` file.
     """
@@ -380,6 +383,37 @@ def compare_step(
         + "\n"
         + (f"\n## Systems not run (left out)\n\n{not_run_md}" if not_run else ""),
     )
+    n_items = int(means["n"].max()) if len(means) else 0
+    write_text(
+        summary_html,
+        frames_to_html(
+            "NLI scores",
+            [
+                (
+                    means,
+                    "NLI scores per system and method",
+                    [
+                        "Rows: a system and an NLI method (atomic: §3.3; full, sentence, summac: the baselines of "
+                        "Fig. 6 B-D). Columns: hallucination (Eq. 6), unsupported (the share of generated units "
+                        "no reference unit entails; ours) and coverage (Eq. 7; SummaC-ZS: P(ent) - P(con), in "
+                        "[-1, 1]), means over the test items; SummaC-ZS has no hallucination score.",
+                        f"n = {n_items} test items per system; n_empty: items whose generation has no units, "
+                        "left out of the hallucination and unsupported means.",
+                    ],
+                ),
+                (
+                    kl,
+                    f"KL(preferred = {compare['preferred']} || dispreferred = {compare['dispreferred']}) of coverage",
+                    [
+                        "Rows: an NLI method and a subset of the test items (all, or reference captions of at "
+                        "least that many words). kl: the divergence of the two systems' coverage histograms "
+                        f"({compare['bins']} bins, smoothing {compare['smoothing']}), in nats; the means say "
+                        "which system a method favours.",
+                    ],
+                ),
+            ],
+        ),
+    )
     Path(figure_dir).mkdir(parents=True, exist_ok=True)
     figures.score_distributions(
         {s: scores["atomic"][s] for s in compare["systems"] if s not in not_run},
@@ -402,6 +436,7 @@ def rank_step(
     caption_scores: Mapping[str, str | Path],
     out_csv: str | Path,
     out_md: str | Path,
+    out_html: str | Path,
 ) -> pd.DataFrame:
     """Whether each NLI method ranks the systems as the caption metrics do (:func:`molmix.nli.kl.rank_agreement`).
 
@@ -437,6 +472,18 @@ def rank_step(
         "and each caption metric (1: the same order; 0: unrelated; -1: reversed).\n\n"
         + table.to_markdown(floatfmt=".2f")
         + "\n",
+    )
+    write_text(
+        out_html,
+        frame_to_html(
+            table.reset_index(),
+            "Do the NLI methods rank systems as the caption metrics do?",
+            [
+                f"Spearman's rho across the {len(metrics)} systems that ran, between each NLI method's mean "
+                "coverage (rows) and each caption metric (columns): 1 the same order, 0 unrelated, -1 reversed.",
+            ],
+            float_format="{:.2f}",
+        ),
     )
     log.info("rank agreement with the caption metrics:\n%s", table)
     return ranks
