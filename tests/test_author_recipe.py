@@ -128,7 +128,8 @@ def planned_jobs(tmp_path, *configfiles):
 
 
 def test_the_author_recipe_plans_the_whole_experiment(tmp_path):
-    """snakemake -n --configfile configs/paper.yaml --configfile configs/author-code.yaml: every job of the paper."""
+    """snakemake -n --configfile configs/paper.yaml configs/author-code.yaml (one flag: Snakemake keeps only the
+    last of repeated --configfile flags): every job of the paper."""
     author = planned_jobs(tmp_path / "author", PAPER, AUTHOR)
     assert author == planned_jobs(tmp_path / "paper", PAPER)
     assert author["train_alignment"] == 13 and author["generate_responses"] == 16
