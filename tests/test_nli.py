@@ -520,6 +520,7 @@ def test_compare_methods_on_all_and_long_captions():
     assert table.loc[("atomic", ">=70 words"), "n"] == 1
     assert table.loc[("atomic", "all"), "kl"] > 0.1 and table.loc[("atomic", "all"), "favours_preferred"]
     assert table.loc[("full", ">=50 words"), "kl"] == pytest.approx(0.0)
+    assert table.loc[("full", "all"), "favours_preferred"] is None  # 0.5 vs 0.5: neither
 
 
 def test_summac_coverage_is_binned_over_its_own_range():

@@ -52,6 +52,7 @@ def excerpt(run: Path) -> str:
             f"Learning check (`results/models/demo/learning_check.json`, greedy decoding, {check['n']} test pairs):",
             "\n".join(rows),
             nli_line,
+            (run / "results/nli/demo/ranks.md").read_text().strip().replace("## ", "NLI: ", 1),
             table,
             "![Training loss of every alignment run](docs/training_loss.png)",
         ]

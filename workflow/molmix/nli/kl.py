@@ -65,6 +65,18 @@ def subsets(word_counts: pd.Series, thresholds: Sequence[int]) -> dict[str, pd.I
     return result
 
 
+TIE = 0.001
+"""Means closer than this (the precision the tables show) favour neither system."""
+
+
+def favours(preferred: float, dispreferred: float) -> bool | None:
+    """Whether a method's mean coverage favours the preferred system: None for a tie within :data:`TIE`
+    (two means of 0.000 favour neither)."""
+    if abs(preferred - dispreferred) < TIE:
+        return None
+    return bool(preferred > dispreferred)
+
+
 def compare_methods(
     coverage: Mapping[str, Mapping[str, pd.Series]],
     preferred: str,
@@ -74,7 +86,8 @@ def compare_methods(
     bins: int,
     smoothing: float,
 ) -> pd.DataFrame:
-    """One row per (method, subset): n, KL, both systems' mean coverage and the favoured system.
+    """One row per (method, subset): n, KL, both systems' mean coverage and the favoured system
+    (:func:`favours`; empty for a tie or no items).
 
     ``coverage[method][system]`` is a Series of per-item coverage indexed by item id; items where
     either system's coverage is undefined (NaN) are left out of that method's comparison.
@@ -96,9 +109,9 @@ def compare_methods(
                     ),
                     "mean_preferred": float(items["preferred"].mean()) if len(items) else float("nan"),
                     "mean_dispreferred": float(items["dispreferred"].mean()) if len(items) else float("nan"),
-                    "favours_preferred": bool(items["preferred"].mean() > items["dispreferred"].mean())
+                    "favours_preferred": favours(items["preferred"].mean(), items["dispreferred"].mean())
                     if len(items)
-                    else False,
+                    else None,
                 }
             )
     return pd.DataFrame(rows)
