@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import pandas as pd
 from molmix import lm, training
 from molmix.artifacts import atomic_directory, atomic_path, read_artifact, write_artifact
 from molmix.library_settings import METHOD_CONFIGS, library_class
+from molmix.model_card import Card, data_file, training_results, write_card
 from molmix.names import ALIGN_METHODS
 
 log = logging.getLogger(__name__)
@@ -340,8 +342,11 @@ def _warn_over_length(records: Sequence[Mapping[str, Any]], tokenizer, args, spl
         )
 
 
-def merge_adapter(init_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> None:
-    """Reload the initial model unquantised, merge the LoRA adapter into it and save it with the tokenizer.
+def merge_adapter(
+    init_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, card: Card | None = None
+) -> None:
+    """Reload the initial model unquantised, merge the LoRA adapter into it and save it with the tokenizer
+    (and ``card``, the adapter's model card, as the merged model's).
 
     The base keeps its stored dtype (bf16 for Meditron), so a merged 7B model is not written in fp32.
     """
@@ -354,6 +359,9 @@ def merge_adapter(init_dir: str | Path, adapter_dir: str | Path, out_dir: str | 
     with atomic_directory(out_dir) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         lm.load_tokenizer(init_dir).save_pretrained(tmp)
+        if card is not None:
+            what = f"{card.what} The LoRA adapter (`{adapter_dir}`) is merged into the initial model."
+            write_card(tmp, replace(card, what=what, relation="finetune", library_name=""), out_dir)
 
 
 def kept_checkpoint(trainer) -> dict[str, Any]:
@@ -460,9 +468,26 @@ def train_alignment(
         return trainer
 
     def save(trainer):
+        card = Card(
+            what=f"`{init_dir}` aligned with {method} (§3.2.2) on the preference pairs of both directions.",
+            base_models=[str(init_dir)],
+            relation="adapter",
+            data=[
+                *(data_file(p, what="preference pairs (training)") for p in negatives_paths),
+                *(data_file(p, what="preference pairs (validation: eval_loss)") for p in validation_paths),
+            ],
+            method=f"LoRA adapters{' on the 4-bit quantised model (QLoRA)' if quantized else ''} trained "
+            f"with `{type(trainer).__name__}` ({len(records)} {method} records).",
+            settings=cfg,
+            seed=seed,
+            results=training_results(trainer),
+            library_name="peft",
+            tags=[method, "lora"],
+        )
         with atomic_directory(outputs["adapter"]) as tmp:
             trainer.model.save_pretrained(tmp)
-        merge_adapter(init_dir, outputs["adapter"], outputs["model"])
+            write_card(tmp, card, outputs["adapter"])  # in place of PEFT's template
+        merge_adapter(init_dir, outputs["adapter"], outputs["model"], card)
 
     run = {
         "cfg": cfg,

@@ -14,6 +14,7 @@ import pandas as pd
 
 from molmix import lm
 from molmix.artifacts import read_artifact, write_json
+from molmix.model_card import Card, data_file
 from molmix.names import CAPTION_TASK, TASKS
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,15 @@ def train_causal_lm(
     pairs = read_artifact(train_path, "pairs")
     records = lm.sft_records(pairs, tasks)
     log.info("training %s on %d %s examples", model_dir, len(records), "+".join(tasks))
-    history = lm.train_sft(model_dir, records, cfg, seed, out_dir)
+    what = (
+        "The shared base model: pretrained on both directions (it plays Meditron-7B's role)."
+        if set(tasks) == set(TASKS)
+        else f"The per-task model of {tasks[0]}: the base fine-tuned on that direction only (§3.2.1)."
+    )
+    names = "+".join(tasks)
+    data = data_file(train_path, what=f"pairs, as {len(records)} {names} prompt/completion records")
+    card = Card(what=what, data=[data], scores={history_path: "training loss by step"})
+    history = lm.train_sft(model_dir, records, cfg, seed, out_dir, card)
     _write_history(history, history_path)
 
 
@@ -63,7 +72,9 @@ def train_negative_model(
     from molmix.negatives import train_seq2seq
 
     pairs = read_artifact(train_path, "pairs")
-    history = train_seq2seq(tokenizer_dir, pairs, task, cfg, seed, out_dir)
+    data = data_file(train_path, len(pairs), f"pairs, as {task} source/target")
+    card = Card(data=[data], scores={history_path: "training loss by step"})
+    history = train_seq2seq(tokenizer_dir, pairs, task, cfg, seed, out_dir, card)
     _write_history(history, history_path)
 
 

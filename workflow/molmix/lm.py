@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from molmix.artifacts import DOWNLOAD_RECORD, atomic_directory, write_json
+from molmix.model_card import Card, Data, write_card
 from molmix.names import TASKS
 from molmix.prompts import prompt_completion, template_parts
 
@@ -207,9 +208,18 @@ def init_causal_lm(
     )
     model = LlamaForCausalLM(config)
     log.info("base model: %.2fM parameters", model.num_parameters() / 1e6)
+    card = Card(
+        what="A randomly initialised tiny Llama: the embedded default's base model before pretraining "
+        "(it plays the role of Meditron-7B).",
+        method=f"`LlamaForCausalLM` with random weights ({model.num_parameters()} parameters) and the "
+        f"vocabulary of the tokenizer `{tokenizer_dir}`; not trained.",
+        settings=architecture,
+        seed=seed,
+    )
     with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        write_card(tmp, card, out_dir)
 
 
 def sft_records(pairs: pd.DataFrame, tasks: Sequence[str]) -> list[dict[str, str]]:
@@ -228,11 +238,13 @@ def train_sft(
     cfg: Mapping[str, Any],
     seed: int,
     out_dir: str | Path,
+    card: Card | None = None,
 ) -> pd.DataFrame:
     """Full-parameter SFT of ``model_dir`` on prompt/completion ``records``; returns the log history.
 
     ``cfg``: SFTConfig keywords (``models.base.pretrain``, ``models.pertask.training``). A re-run after
-    a kill resumes from the last checkpoint (:func:`molmix.training.train_and_save`).
+    a kill resumes from the last checkpoint (:func:`molmix.training.train_and_save`). ``card``: what the
+    caller knows of the model (what it is, its data); the rest of its model card is filled in here.
     """
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -240,6 +252,15 @@ def train_sft(
     from molmix.training import save_model, train_and_save, trainer_arguments
 
     tokenizer = load_tokenizer(model_dir)
+    card = (card or Card(what="A causal LM fine-tuned with SFT.")).with_defaults(
+        base_models=[str(model_dir)],
+        relation="finetune",
+        data=[Data(n=len(records), what="prompt/completion records")],
+        method="Supervised fine-tuning of every parameter with TRL's `SFTTrainer` on prompt/completion "
+        "records: the loss covers the completion (and its EOS) only (Eq. 2).",
+        settings=cfg,
+        seed=seed,
+    )
 
     def make_trainer():
         args = SFTConfig(**trainer_arguments(cfg, out_dir, seed, completion_only_loss=True))
@@ -254,6 +275,6 @@ def train_sft(
         make_trainer,
         {"cfg": cfg, "seed": seed, "data": records},
         out_dir,
-        lambda trainer: save_model(trainer, tokenizer, out_dir),
+        lambda trainer: save_model(trainer, tokenizer, out_dir, card),
     )
     return pd.DataFrame(trainer.state.log_history)

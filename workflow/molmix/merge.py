@@ -11,7 +11,8 @@ author's code does not show it, so this is our definition:
 - ties / task_arithmetic / linear: model weights ``w1 = r1 / (r1 + r2)``, ``w2 = r2 / (r1 + r2)``.
 
 The exact mergekit YAML is written into each merged model's folder (``mergekit.yaml``), so a merge
-can be re-run by hand with ``mergekit-yaml``.
+can be re-run by hand with ``mergekit-yaml``, beside molmix's model card (``README.md``,
+:mod:`molmix.model_card`; mergekit's own is not written).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import yaml
 
 from molmix.artifacts import atomic_directory
 from molmix.lm import ModelError, check_model_dir
+from molmix.model_card import Card, write_card
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +173,29 @@ def merge_models(
         write_model_card=False,
         quiet=True,
     )
+    card = merge_card(spec, config, seed)
     with atomic_directory(out_dir) as tmp:
         run_merge(MergeConfiguration.model_validate(config), str(tmp), options=options)
         (tmp / "mergekit.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        write_card(tmp, card, out_dir)
     return config
+
+
+def merge_card(spec: Mapping[str, Any], config: Mapping[str, Any], seed: int) -> Card:
+    """The model card of the merge ``spec`` run as the mergekit ``config``."""
+    from molmix.config import definition_defaults
+
+    spec = {**definition_defaults("merge"), **spec}
+    merged = [*(m["model"] for m in config["models"]), config.get("base_model", config["models"][0]["model"])]
+    r1, r2 = spec["ratio"]
+    return Card(
+        what=f"A universal model: the Mol2Cap and Cap2Mol per-task models merged with {spec['method']} "
+        f"(§3.2.1), mixing ratio {r1:g}:{r2:g} (Mol2Cap:Cap2Mol).",
+        base_models=list(dict.fromkeys(str(m) for m in merged)),
+        relation="merge",
+        method=f"mergekit's `{config['merge_method']}`; no training and no data. The exact mergekit "
+        "configuration is `mergekit.yaml` in this folder (`mergekit-yaml mergekit.yaml <out>` re-runs it).",
+        settings=spec,
+        seed=seed,
+        tags=["merge", "mergekit"],
+    )

@@ -20,6 +20,7 @@ import pandas as pd
 
 from molmix.generate import generate_texts, load_generator
 from molmix.lm import load_tokenizer
+from molmix.model_card import Card, Data
 from molmix.names import MOLECULE_TASK
 from molmix.prompts import build_prompt, source_and_target
 
@@ -33,11 +34,13 @@ def train_seq2seq(
     cfg: Mapping[str, Any],
     seed: int,
     out_dir: str | Path,
+    card: Card | None = None,
 ) -> pd.DataFrame:
     """Train a tiny T5 from scratch on ``task``; returns the log history.
 
     ``cfg`` is ``models.negative``: ``architecture``, ``max_length`` (tokens of a source or target)
-    and ``training`` (Seq2SeqTrainingArguments keywords).
+    and ``training`` (Seq2SeqTrainingArguments keywords). ``card``: what the caller knows of the model
+    (its data); the rest of its model card is filled in here.
     """
     import torch
     from datasets import Dataset
@@ -84,6 +87,18 @@ def train_seq2seq(
     dataset = Dataset.from_dict({"source": list(sources), "target": list(targets)})
     dataset = dataset.map(encode, batched=True, remove_columns=["source", "target"])
 
+    card = (card or Card()).with_defaults(
+        what=f"A tiny T5 trained from scratch on {task}: its outputs are the rejected side of the "
+        "preference pairs (§4.1; at paper scale MolT5 plays this role).",
+        data=[Data(n=len(pairs), what=f"{task} source/target pairs")],
+        method="Seq2seq training from randomly initialised weights with transformers' `Seq2SeqTrainer` "
+        f"(tokenizer `{tokenizer_dir}`).",
+        settings=cfg,
+        seed=seed,
+        pipeline_tag="text2text-generation",
+        tags=["negative-model"],
+    )
+
     def make_trainer():
         return Seq2SeqTrainer(
             model=model,
@@ -97,7 +112,7 @@ def train_seq2seq(
         make_trainer,
         {"cfg": cfg, "seed": seed, "task": task, "n": len(pairs)},
         out_dir,
-        lambda trainer: save_model(trainer, tokenizer, out_dir),
+        lambda trainer: save_model(trainer, tokenizer, out_dir, card),
     )
     return pd.DataFrame(trainer.state.log_history)
 

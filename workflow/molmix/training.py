@@ -1,5 +1,5 @@
 """The one way molmix trains: settings hash -> resume from the newest complete checkpoint -> train ->
-save -> clean up the work folder.
+save (the model, its tokenizer and its model card: :mod:`molmix.model_card`) -> clean up the work folder.
 
 Every training step (base pretraining and per-task SFT in :mod:`molmix.lm`, the seq2seq negative
 models in :mod:`molmix.negatives`, alignment in :mod:`molmix.align`, the demo NLI model in
@@ -19,8 +19,12 @@ import json
 import logging
 import shutil
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from molmix.model_card import Card
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +186,17 @@ def train_and_save(
     return trainer, output
 
 
-def save_model(trainer: Any, tokenizer: Any, out_dir: str | Path) -> None:
-    """The trained model (safetensors) and its tokenizer, written atomically to ``out_dir``."""
-    from molmix.artifacts import atomic_directory
+def save_model(trainer: Any, tokenizer: Any, out_dir: str | Path, card: Card) -> None:
+    """The trained model (safetensors), its tokenizer and its model card, written atomically to ``out_dir``.
 
+    ``card`` describes the model; the scores the trainer knows (:func:`molmix.model_card.training_results`)
+    are added to it.
+    """
+    from molmix.artifacts import atomic_directory
+    from molmix.model_card import training_results, write_card
+
+    card = replace(card, results={**training_results(trainer), **card.results})
     with atomic_directory(out_dir) as tmp:
         trainer.model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        write_card(tmp, card, out_dir)
