@@ -54,7 +54,7 @@ test-slurm: venv
 report: venv
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
-# The paper configuration rehearsed on 2 CPU cores, offline (README, "Rehearsal of the paper
+# The paper configuration rehearsed on 2 CPU cores, offline (docs/paper-scale.md, "Rehearsal of the paper
 # configuration"): builds the stand-ins under resources/rehearsal/, then runs configs/rehearsal.yaml.
 .PHONY: rehearsal
 rehearsal: venv

@@ -108,7 +108,7 @@ def test_the_report_collects_tables_and_figures(finished_run):
 def test_nothing_changed_reruns_nothing(finished_run):
     assert jobs_to_run(finished_run, TINY) == {}
     forced = run_snakemake(finished_run, "-n", "-R", "train_alignment", "--quiet", "rules", configfile=TINY)
-    assert re.search(r"^train_alignment\s+10$", forced.stdout, re.M)  # README: force one rule with -R
+    assert re.search(r"^train_alignment\s+10$", forced.stdout, re.M)  # docs/rerunning.md: -R
 
 
 def test_one_method_setting_reruns_only_that_methods_branch(finished_run, tmp_path):
@@ -117,8 +117,8 @@ def test_one_method_setting_reruns_only_that_methods_branch(finished_run, tmp_pa
     assert jobs.pop("train_alignment") == 3  # cap2mol+dpo, slerp+dpo, ties+dpo
     assert jobs.pop("generate_responses") == 3  # both tasks of each in one job
     assert set(jobs) <= EVALUATION_RULES
-    # the README's --list-changes params names every output of the changed runs (Snakemake 9.27
-    # also prints the last output of each unchanged job: the README says so)
+    # docs/rerunning.md: --list-changes params names every output of the changed runs (Snakemake 9.27
+    # also prints the last output of each unchanged job: the page says so)
     listed = run_snakemake(finished_run, "-n", "--list-changes", "params", configfile=config).stdout
     for output in ("adapter", "model", "history.parquet", "loss.png"):
         assert f"results/aligned/demo/ties/dpo/{output}" in listed.splitlines()
@@ -188,7 +188,7 @@ def kill_when(workdir, configfile, target, started):
     process.wait()
     tail = log.read_text()[-3000:]
     assert started(), f"the run ended or was killed before the step under test began:\n{tail}"
-    run_snakemake(workdir, "--unlock", configfile=configfile)  # README: a killed run leaves its lock
+    run_snakemake(workdir, "--unlock", configfile=configfile)  # docs/reliability.md: kills
 
 
 def test_killed_training_resumes_and_completes(finished_run, tmp_path):

@@ -72,7 +72,7 @@ def test_a_system_whose_model_needs_remote_code_is_generated_and_scored_as_not_r
     assert "chemllm/mol2cap: not run, its model cannot be loaded" in text
     assert "Please pass the argument `trust_remote_code=True`" in text  # transformers' own words
 
-    # README "Re-running one step": the recorded failure is tried again when its loading settings change
+    # docs/rerunning.md: the recorded failure is tried again when its loading settings change
     # (opting in changes the generation's params), or when its job is forced through one of its outputs
     dry_run = ("-n", "--rerun-triggers", "mtime", "params", "input", "--allowed-rules", *rules)
     result = run_snakemake(tmp_path / "run", *targets, *dry_run, configfile=config)

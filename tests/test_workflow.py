@@ -17,7 +17,7 @@ def test_default_config_dry_run_resolves(tmp_path):
 
 
 def test_readme_dag_picture_shows_the_demo_rule_graph(tmp_path):
-    """docs/rulegraph.svg (README) has exactly the rules of `snakemake --rulegraph`; re-draw it when this fails."""
+    """docs/rulegraph.svg (docs/layout.md) has exactly the rules of `snakemake --rulegraph`; re-draw it when this fails."""
     graph = run_snakemake(tmp_path, "--rulegraph").stdout
     rules = set(re.findall(r'label = "(\w+)"', graph))
     assert {"train_alignment", "score_nli", "make_tables"} <= rules
