@@ -79,6 +79,9 @@ ALIGNMENT = "alignment"
 ALIGNMENT_TABLE = "results/tables/{dataset}/" + ALIGNMENT + ".md"
 ALIGNMENT_CSV = "results/tables/{dataset}/" + ALIGNMENT + ".csv"
 FIGURES = "results/figures/{dataset}"
+EXAMPLE_FIGURES = ("examples_molecules", "examples_captions", "examples_nli")
+"""The pictures of examples (Appx. K, L; :mod:`molmix.examples`) in FIGURES, each as .png and .svg:
+molecules and captions of ``figures.examples.items`` test items, NLI matrices of ``nli_items``."""
 
 SYSTEM_PATTERN = "[^_/][^/]*"
 """The ``{system}`` wildcard: never the reference folder, never a nested path."""
@@ -246,8 +249,34 @@ class Experiment:
             weights[system] = r2 / (r1 + r2)
         return weights
 
+    def example_systems(self) -> list[str]:
+        """The systems of the example pictures: ``figures.examples.systems``, else the evaluated ones
+        of ``nli.compare.systems``, else the first four evaluated systems."""
+        named = self.config["figures"]["examples"]["systems"]
+        unknown = [system for system in named if system not in self.systems]
+        if unknown:
+            raise ValueError(
+                f"figures.examples.systems: {unknown} are not evaluated systems (one of {self.systems})"
+            )
+        fallback = [system for system in self.nli["compare"]["systems"] if system in self.systems]
+        return list(named) or fallback or self.systems[:4]
+
+    def example_inputs(self) -> dict[str, str]:
+        """The example pictures' inputs: each example system's generations of both tasks and, with
+        NLI, the first one's per-item atomic NLI scores."""
+        examples = self.config["figures"]["examples"]
+        systems = self.example_systems() if examples["items"] else []
+        inputs = {
+            f"generations__{system}__{task}": self.path(GENERATIONS, system=system, task=task)
+            for system in systems
+            for task in TASKS
+        }
+        if systems and self.nli["enabled"] and examples["nli_items"]:
+            inputs[f"atomic__{systems[0]}"] = self.path(NLI_SCORES, system=systems[0], method="atomic")
+        return inputs
+
     def figure_inputs(self) -> dict[str, str]:
-        inputs = {"test": self.path(SPLIT, split="test")}
+        inputs = {"test": self.path(SPLIT, split="test"), **self.example_inputs()}
         drawn = set(self.ratio_sweep_systems()) | set(self.config["figures"]["merge_comparison"].values())
         for system in sorted(drawn):
             for task in TASKS:

@@ -607,7 +607,14 @@ FIGURE_REPORT = {
     "caption_word_counts": ("Data", "Fig. 9", "caption word counts of the test set"),
     "ratio_ablation": ("Merging", "Fig. 4", "mixing-ratio ablation of the merged model, aligned with CPO"),
     "merge_vs_soup": ("Merging", "Fig. 8", "merges against the model soup, each aligned"),
-    "training_loss": ("Alignment", "training loss", "training loss of every alignment run"),
+    "training_loss": (
+        "Alignment",
+        "training loss",
+        "training loss of every alignment run, one panel per method",
+    ),
+    "examples_molecules": ("Examples", "Appx. K", "gold and generated molecules of sampled test items"),
+    "examples_captions": ("Examples", "Appx. K", "gold and generated captions of sampled test items"),
+    "examples_nli": ("Examples", "Appx. L", "atom-by-atom NLI matrices with the Eq. 6 / Eq. 7 pooling"),
 }
 
 

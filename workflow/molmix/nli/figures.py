@@ -1,4 +1,9 @@
-"""NLI figures: score distributions (Fig. 5) and the KL comparison of NLI methods (Figs. 6, 7, 10)."""
+"""NLI figures: score distributions (Fig. 5) and the KL comparison of NLI methods (Figs. 6, 7, 10).
+
+Each system is drawn in its style from :func:`molmix.figures.system_style` (the same in every figure);
+no two histograms overlap: Fig. 5 is one small panel per system and score, the KL figures put the two
+systems' bars side by side in each bin, the dispreferred hatched.
+"""
 
 from __future__ import annotations
 
@@ -9,31 +14,60 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from molmix.figures import plt, save
+from molmix.figures import COLUMN_WIDTH, edge_colour, plt, save, system_style
 from molmix.nli.baselines import coverage_range
 
-COLOURS = ("#4477aa", "#cc6677", "#228833", "#ccbb44", "#66ccee", "#aa3377")
+PANELS = (("A", "hallucination"), ("B", "coverage"), ("C", "unsupported"))
+"""Fig. 5's panels: (A) hallucination (Eq. 6), (B) coverage (Eq. 7), (C) unsupported (ours)."""
 
 
 def score_distributions(scores: Mapping[str, pd.DataFrame], stem: str | Path) -> list[Path]:
     """Fig. 5: (A) hallucination and (B) coverage distributions of atomic-level NLI per system, and (C) the
-    share of unsupported atoms (ours, beside Eq. 6's hallucination)."""
-    panels = (("A", "hallucination"), ("B", "coverage"), ("C", "unsupported"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.4))
-    for ax, (panel, column) in zip(axes, panels, strict=True):
-        for colour, (system, frame) in zip(COLOURS * 4, scores.items(), strict=False):
-            values = frame[column].dropna()
+    share of unsupported atoms (ours, beside Eq. 6's hallucination): a column per score, a row per
+    system, each histogram in its system's colour and hatch with its mean marked."""
+    panels = [(letter, column) for letter, column in PANELS if any(column in f for f in scores.values())]
+    systems = list(scores)
+    fig, axes = plt.subplots(
+        len(systems),
+        len(panels),
+        figsize=(COLUMN_WIDTH / 1.6 * len(panels) + 0.8, 0.9 * len(systems) + 0.9),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        constrained_layout=True,
+    )
+    bins = np.linspace(0, 1, 11)
+    for row, system in enumerate(systems):
+        style = system_style(system)
+        for col, (letter, column) in enumerate(panels):
+            ax = axes[row, col]
+            values = scores[system][column].dropna() if column in scores[system] else pd.Series(dtype=float)
             ax.hist(
                 values,
-                bins=np.linspace(0, 1, 11),
-                alpha=0.45,
-                color=colour,
-                label=f"{system} (mean {values.mean():.2f})",
+                bins=bins,
+                color=style.colour,
+                hatch=style.hatch,
+                edgecolor=edge_colour(style.colour),
+                linewidth=0.5,
             )
-        ax.set_title(f"({panel}) {column}", fontsize=10)
-        ax.set_xlabel(f"atomic-level {column}")
-        ax.set_ylabel("captions")
-        ax.legend(fontsize=7)
+            if len(values):
+                ax.axvline(values.mean(), color="black", linestyle="--", linewidth=1)
+                ax.text(
+                    0.98,
+                    0.92,
+                    f"mean {values.mean():.2f}",
+                    transform=ax.transAxes,
+                    ha="right",
+                    va="top",
+                    fontsize=6,
+                )
+            ax.tick_params(labelsize=6)
+            if row == 0:
+                ax.set_title(f"({letter}) {column}", fontsize=8)
+            if row == len(systems) - 1:
+                ax.set_xlabel(f"atomic-level {column}", fontsize=7)
+            if col == 0:
+                ax.set_ylabel(f"{system}\ncaptions", fontsize=7)
     return save(fig, stem)
 
 
@@ -45,27 +79,47 @@ def kl_comparison(
     subset: str,
     stem: str | Path,
 ) -> list[Path]:
-    """Figs. 6, 7, 10: preferred vs dispreferred coverage histograms per NLI method, KL in each title."""
+    """Figs. 6, 7, 10: preferred vs dispreferred coverage histograms per NLI method, side by side in each
+    bin (dispreferred hatched), KL(preferred || dispreferred) in nats under each panel's title."""
     methods = list(kl["method"])
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.4 * len(methods), 3.2), squeeze=False)
+    columns = min(2, len(methods))
+    rows = -(-len(methods) // columns)
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(COLUMN_WIDTH * columns, 2.4 * rows + 0.5),
+        squeeze=False,
+        constrained_layout=True,
+    )
     ids = (
         word_counts.index if subset == "all" else word_counts.index[word_counts >= int(subset.split()[0][2:])]
     )
-    for ax, letter, method in zip(axes[0], "ABCDEF", methods, strict=False):
+    for ax, letter, method in zip(axes.flat, "ABCDEFGH", methods, strict=False):
         row = kl[kl["method"] == method].iloc[0]
-        for colour, role in zip(COLOURS[:2], ("preferred", "dispreferred"), strict=True):
+        edges = np.linspace(*coverage_range(method), compare["bins"] + 1)
+        width = (edges[1] - edges[0]) * 0.42
+        for offset, role in ((-0.5, "preferred"), (0.5, "dispreferred")):
             system = compare[role]
+            style = system_style(system)
             values = coverage[method][system].reindex(ids).dropna()
-            ax.hist(
-                values,
-                bins=np.linspace(*coverage_range(method), compare["bins"] + 1),
-                alpha=0.5,
-                color=colour,
+            counts, _ = np.histogram(values, bins=edges)
+            ax.bar(
+                (edges[:-1] + edges[1:]) / 2 + offset * width,
+                counts,
+                width=width,
+                color=style.colour,
+                hatch="" if role == "preferred" else "////",
+                edgecolor=edge_colour(style.colour),
+                linewidth=0.5,
                 label=f"{role}: {system}",
             )
-        ax.set_title(f"({letter}) {method} NLI, KL = {row['kl']:.2f} (n={row['n']})", fontsize=9)
-        ax.set_xlabel("coverage (P(ent) - P(con))" if method == "summac" else "coverage")
-        ax.set_ylabel("captions")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Coverage of preferred vs dispreferred captions ({subset})", fontsize=10)
+        ax.set_title(f"({letter}) {method} NLI\nKL = {row['kl']:.2f} nats, n = {row['n']}", fontsize=8)
+        ax.set_xlabel("coverage: P(ent) - P(con)" if method == "summac" else "coverage", fontsize=7)
+        ax.set_ylabel("captions", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(methods) :]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, ncol=2, loc="outside lower center", frameon=False)
+    fig.suptitle(f"Coverage of preferred vs dispreferred captions ({subset})", fontsize=9)
     return save(fig, stem)
