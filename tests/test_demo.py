@@ -1,5 +1,6 @@
 """`make demo` from a clean copy of the checkout: the embedded default runs end to end, its models learn."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -113,3 +114,18 @@ def test_readme_excerpt_is_what_this_run_produced(demo_run):
     readme = (REPO / "README.md").read_text()
     shown = readme[readme.index(START) + len(START) : readme.index(END)].strip()
     assert shown == excerpt(demo_run).strip(), "regenerate it: tools/update_readme_results.py RUN_DIR"
+
+
+def test_atomic_nli_ranks_systems_as_the_caption_metrics_do(demo_run):
+    """Atomic coverage orders the per-task model, a merged+aligned model and the collapsed DPO model as
+    BLEU-4 does, and across all systems its rank correlation with the caption metrics is high."""
+    nli = demo_run / "results/nli/demo"
+    ranks = {(r["method"], r["metric"]): r["spearman"] for r in csv.DictReader((nli / "ranks.csv").open())}
+    assert float(ranks[("atomic", "bleu4")]) >= 0.5 and float(ranks[("atomic", "meteor")]) >= 0.5
+    systems = ("pertask", "slerp+cpo", "cap2mol+dpo")
+    coverage = {s: json.loads((nli / s / "atomic.json").read_text())["coverage"] for s in systems}
+    bleu4 = {
+        s: json.loads((demo_run / f"results/scores/demo/{s}/mol2cap.json").read_text())["bleu4"]
+        for s in systems
+    }
+    assert sorted(systems, key=coverage.get) == sorted(systems, key=bleu4.get)
