@@ -1,5 +1,6 @@
 """The ``molmix`` command's small things: --version, plain-text help; and where ``make demo`` says its results are."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -59,12 +60,15 @@ def test_plain_text_drops_rst_inline_markup(rst, plain):
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_demo_ends_saying_where_the_report_and_tables_are():
     # -o: the virtual environment counts as built, so nothing is installed; -n: commands are only printed
+    # run by `make test`, the child make would inherit MAKEFLAGS and MAKELEVEL and print directory lines
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     result = subprocess.run(
-        ["make", "-n", "-o", ".venv/.setup-complete", "demo"],
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.setup-complete", "demo"],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("echo") and "results/report.html" in last and "results/tables/" in last
