@@ -17,6 +17,8 @@ import yaml
 from conftest import REPO, run_snakemake
 from fixtures import fixture_path
 from molmix.artifacts import read_artifact, read_metadata
+from molmix.names import NLI_METHODS
+from molmix.nli.steps import PAIR_STORE
 from molmix.training import work_dir_for
 
 TINY = REPO / "tests/config/tiny.yaml"
@@ -26,6 +28,7 @@ EVALUATION_RULES = {
     "decompose_captions",
     "score_nli",
     "compare_nli_methods",
+    "rank_nli_methods",
     "make_tables",
     "summarize_alignment",
     "make_figures",
@@ -200,7 +203,8 @@ def test_killed_training_resumes_and_completes(finished_run, tmp_path):
     run_snakemake(uninterrupted, target, configfile=config)
     workdir = copy_run(finished_run, tmp_path / "killed", run_dir)
     checkpoints = work_dir_for(workdir / run_dir / "adapter")
-    kill_when(workdir, config, target, lambda: any(checkpoints.glob("checkpoint-*")))
+    # killed once a checkpoint is complete (a kill while the first is written leaves nothing to resume)
+    kill_when(workdir, config, target, lambda: any(checkpoints.glob("checkpoint-*/trainer_state.json")))
     assert not (workdir / target).exists() or os.path.getmtime(workdir / target) < time.time() - 5
     run_snakemake(workdir, target, "--rerun-incomplete", configfile=config)
     log = (workdir / "logs/train_alignment/demo/cap2mol/sft.log").read_text()
@@ -218,10 +222,10 @@ def test_killed_nli_stage_reruns_to_the_same_scores(finished_run, tmp_path):
     workdir = copy_run(finished_run, tmp_path / "killed", "results/nli")
     scores = [
         path.relative_to(finished_run)
-        for method in ("atomic", "full", "sentence")
+        for method in NLI_METHODS
         for path in sorted((finished_run / "results/nli").glob(f"*/*/{method}.parquet"))
     ]
-    cache = workdir / "results/nli/cache/pairs"
+    cache = workdir / "results/nli/cache" / PAIR_STORE
     kill_when(workdir, TINY, "all", lambda: len(list(cache.glob("*.parquet"))) >= 2)
     missing = [path for path in scores if not (workdir / path).exists()]
     assert missing, "the NLI stage finished before the kill"
