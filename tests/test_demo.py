@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import BASELINE_SELF_COVERAGE_BAR, REPO, TEXT_ACCURACY_BAR
 from molmix.artifacts import read_artifact
 from molmix.bootstrap import smiles_validity
-from molmix.names import NLI_METHODS
+from molmix.names import NLI_BASELINES, NLI_METHODS
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -46,7 +46,8 @@ def test_demo_ends_with_every_table_figure_and_the_report(demo_run):
 
 
 def test_demo_models_learn(demo_run):
-    """Per-task models far above the untrained base; the NLI model right on held-out pairs and captions."""
+    """Per-task models far above the untrained base; the NLI model right on held-out pairs and captions,
+    its baselines able to tell a caption from an unrelated one."""
     check = json.loads((demo_run / "results/models/demo/learning_check.json").read_text())
     assert check["untrained"]["bleu2"] < 0.05 and check["untrained"]["validity"] < 0.05
     assert check["mol2cap"]["bleu2"] >= check["untrained"]["bleu2"] + 0.3
@@ -60,6 +61,10 @@ def test_demo_models_learn(demo_run):
     assert atomic["self_hallucination"] <= 0.1 and atomic["self_unsupported"] <= 0.1
     assert atomic["unrelated_coverage"] <= 0.3
     assert abs(atomic["shifted_unsupported"] - captions["shifted_unstated_share"]) <= 0.1
+    assert nli["heldout_texts"]["balanced_accuracy"] >= TEXT_ACCURACY_BAR  # captions and sentences
+    for method in NLI_BASELINES:
+        assert captions[method]["self_coverage"] >= BASELINE_SELF_COVERAGE_BAR, method
+        assert captions[method]["self_coverage"] > captions[method]["unrelated_coverage"], method
 
 
 def test_demo_scores_every_system_on_the_whole_test_split(demo_run):

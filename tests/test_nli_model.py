@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_snakemake
+from conftest import BASELINE_SELF_COVERAGE_BAR, REPO, TEXT_ACCURACY_BAR, run_snakemake
 from molmix.artifacts import read_artifact, write_artifact
 from molmix.config import load_config
 from molmix.demo_data import build_demo_dataset
-from molmix.names import NLI_METHODS
+from molmix.names import NLI_BASELINES, NLI_METHODS
 from molmix.nli.train import caption_checks
 
 pytestmark = pytest.mark.slow
@@ -49,6 +49,12 @@ def nli_model(demo):
     return root / "nli", metrics
 
 
+@pytest.fixture(scope="module")
+def checks(demo, nli_model):
+    """Every NLI method on held-out test captions (:func:`caption_checks`)."""
+    return caption_checks(demo[0] / "test.parquet", nli_model[0])
+
+
 def test_held_out_accuracy_is_reported_and_high(nli_model):
     model_dir, metrics = nli_model
     saved = json.loads((model_dir.parent / "metrics.json").read_text())
@@ -58,10 +64,9 @@ def test_held_out_accuracy_is_reported_and_high(nli_model):
     assert config["architectures"] == ["DebertaV2ForSequenceClassification"]
 
 
-def test_caption_against_itself_and_against_an_unrelated_one(demo, nli_model):
+def test_caption_against_itself_and_against_an_unrelated_one(checks):
     """The issues' checks on held-out captions: atomic self coverage >= 0.9, hallucination and unsupported
     <= 0.1, unrelated coverage <= 0.3; every method's numbers are reported."""
-    checks = caption_checks(demo[0] / "test.parquet", nli_model[0])
     assert checks["n"] >= 30 and set(NLI_METHODS) <= set(checks)
     atomic = checks["atomic"]
     assert atomic["self_coverage"] >= 0.9
@@ -71,15 +76,28 @@ def test_caption_against_itself_and_against_an_unrelated_one(demo, nli_model):
     assert atomic["unrelated_coverage_error"] <= 0.15
 
 
-def test_unsupported_sees_what_the_reference_does_not_state_and_eq_6_does_not(demo, nli_model):
+def test_unsupported_sees_what_the_reference_does_not_state_and_eq_6_does_not(checks):
     """Captions scored against shifted references (the next caption's): unsupported comes within 0.1 of
     the true share of their facts that reference does not state; Eq. 6's hallucination stays near 0."""
-    checks = caption_checks(demo[0] / "test.parquet", nli_model[0])
     atomic = checks["atomic"]
     assert checks["shifted_unstated_share"] > 0.3
     assert abs(atomic["shifted_unsupported"] - checks["shifted_unstated_share"]) <= 0.1
     assert atomic["shifted_unsupported_error"] <= 0.15
     assert atomic["shifted_hallucination"] < 0.1
+
+
+def test_the_baselines_judge_captions_and_sentences_of_several_facts(demo, nli_model, checks):
+    """The second training stage: held-out caption and sentence pairs above chance (1/3), and each
+    baseline covers a caption by itself more than by the caption sharing the fewest facts with it."""
+    from molmix.nli.train import HELDOUT_TEXT_PAIRS, evaluate, molecules_in_split, text_pairs
+
+    root, config = demo
+    molecules = molecules_in_split(read_artifact(root / "test.parquet", "pairs"), "test")
+    texts = evaluate(nli_model[0], text_pairs(molecules, HELDOUT_TEXT_PAIRS, config["seed"] + 1))
+    assert texts["balanced_accuracy"] >= TEXT_ACCURACY_BAR
+    for method in NLI_BASELINES:
+        assert checks[method]["self_coverage"] >= BASELINE_SELF_COVERAGE_BAR, method
+        assert checks[method]["self_coverage"] > checks[method]["unrelated_coverage"], method
 
 
 def test_text_pairs_are_labelled_by_the_facts_each_side_states(demo):
@@ -177,3 +195,54 @@ def test_the_nli_tokenizer_is_the_same_on_every_run():
     assert first.backend_tokenizer.to_str() == second.backend_tokenizer.to_str()
     assert first.tokenize("The molecule is an acid.") == ["the", "molecule", "is", "an", "acid", "."]
     assert first.tokenize("Acidic") == ["acid", "##i", "##c"]  # an unseen word of seen characters
+
+
+def test_a_run_killed_in_the_text_stage_resumes_it_without_the_fact_stage(
+    tmp_path, demo, monkeypatch, caplog
+):
+    """Killed after a checkpoint of the second (text-pair) stage, the re-run resumes that stage from it,
+    skips the first, and writes the model the uninterrupted run writes."""
+    from transformers import Trainer, TrainerCallback
+
+    from molmix.nli.train import train_nli_model
+    from molmix.training import work_dir_for
+
+    root, config = demo
+    small = config["nli"]["model"]["training"] | {"pairs_per_label": 20, "neutral_ratio": 1}
+    small["arguments"] = small["arguments"] | {"num_train_epochs": 1, "save_steps": 4}
+    small["text_pairs"] = {
+        "pairs_per_label": 20,
+        "fact_pairs_per_label": 10,
+        "arguments": {"num_train_epochs": 2},
+    }
+
+    def train(out):
+        return train_nli_model(
+            root / "train.parquet", small, config["seed"], out / "nli", out / "metrics.json"
+        )
+
+    train(tmp_path / "uninterrupted")
+
+    class Kill(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if args.output_dir == str(work_dir_for(tmp_path / "killed/nli")):
+                raise KeyboardInterrupt
+
+    original = Trainer.__init__
+
+    def with_kill(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.add_callback(Kill())
+
+    monkeypatch.setattr(Trainer, "__init__", with_kill)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "killed")
+    monkeypatch.setattr(Trainer, "__init__", original)
+    assert list(work_dir_for(tmp_path / "killed/nli").glob("checkpoint-*"))
+    caplog.set_level("INFO")
+    metrics = train(tmp_path / "killed")
+    assert "resuming from" in caplog.text and "facts stage" not in caplog.text
+    assert set(metrics["train_loss"]) == {"texts"}
+    weights = "nli/model.safetensors"
+    assert (tmp_path / "killed" / weights).read_bytes() == (tmp_path / "uninterrupted" / weights).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["metrics.json", "nli"]

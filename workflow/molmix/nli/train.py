@@ -6,15 +6,15 @@ No pretrained NLI model can be downloaded offline, so the demo trains one on fac
 decomposer extracts from the fact's caption clause ("The molecule carries no net charge.", "The
 molecule is an acyclic compound."). This is what atomic-level NLI asks of the model.
 
-It is also evaluated on text pairs (:func:`text_pairs`), what the full-text and sentence-level
-baselines ask of it: whole captions and their sentences of held-out molecules, each stating several
-facts. Premise and hypothesis are a molecule's facts and a rewording of them, a part of them, them
-with one exclusive value changed or a group added, or another molecule's, verbalised through the
-demo's caption templates (and a sentence of it, sometimes). Training on such pairs too was tried and
-dropped: the model learnt neither them nor the fact pairs any more (length-grouped batches, 400 text
-pairs per label, 15 epochs, lr 1e-3: training loss 0.89, every held-out text pair called contradiction,
-atoms' self coverage 0.21; 300 per label at lr 5e-4: loss rising to 0.99 by epoch 5), and in shuffled
-batches an epoch took about 50 s instead of 3 s (another job shared the 2 cores).
+It is then trained further on text pairs (:func:`text_pairs`), what the full-text and sentence-level
+baselines ask of it: whole captions and their sentences, each stating several facts. Premise and
+hypothesis are a molecule's facts and a rewording of them, a part of them, them with one exclusive
+value changed or a group added, or another molecule's, verbalised through the demo's caption templates
+(and a sentence of it, sometimes). This second stage trains on the text pairs together with some of
+the fact pairs again, from the fact-trained weights: trained on both kinds from random weights, the
+model learnt neither (loss 1.01 after 20 epochs, every pair called neutral). It is evaluated on text
+pairs of held-out molecules (``heldout_texts``) and on held-out captions (:func:`caption_checks`); the
+runs behind the settings are in CHANGELOG.md.
 
 A pair's label follows from the facts each side states (:func:`relation`):
 
@@ -363,6 +363,28 @@ def caption_checks(test_raw: str | Path, model_dir: str | Path, every: int = 5) 
     return checks
 
 
+def pair_dataset(tokenizer, pairs: pd.DataFrame, max_length: int) -> list[dict[str, Any]]:
+    """Tokenised (premise, hypothesis) pairs with their label ids, as the Trainer takes them."""
+    encoded = tokenizer(
+        list(pairs["premise"]), list(pairs["hypothesis"]), truncation=True, max_length=max_length
+    )
+    labels = [LABEL2ID[label] for label in pairs["label"]]
+    return [
+        {"input_ids": ids, "attention_mask": mask, "labels": label}
+        for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], labels, strict=True)
+    ]
+
+
+def stage_dirs(out_dir: str | Path, stages: Sequence[str]) -> dict[str, Path]:
+    """The output folder of each training stage: ``out_dir`` for the last, ``<out_dir>.<stage>`` for the
+    others, which write nothing there, only checkpoints in its work folder while they train."""
+    out_dir = Path(out_dir)
+    return {
+        stage: out_dir if stage == stages[-1] else out_dir.parent / f"{out_dir.name}.{stage}"
+        for stage in stages
+    }
+
+
 def train_nli_model(
     train_raw: str | Path,
     cfg: Mapping[str, Any],
@@ -374,66 +396,109 @@ def train_nli_model(
     """Train the demo NLI model from the raw train split's facts; write it and its held-out metrics
     (pairs held out of training and, given ``test_raw``, :func:`caption_checks` on test captions).
 
-    ``cfg`` is ``nli.model.training``: the data and model settings, and ``arguments`` (TrainingArguments
-    keywords). Checkpoints go to the work folder of ``out_dir``; a re-run after a kill resumes from
-    the newest one (:func:`molmix.training.train_and_save`).
+    ``cfg`` is ``nli.model.training``: the data and model settings, ``arguments`` (TrainingArguments
+    keywords) and ``text_pairs``. Training has two stages: ``facts`` on the fact pairs, then ``texts``
+    (unless ``text_pairs.pairs_per_label`` is 0) on :func:`text_pairs` of the train split together with
+    ``text_pairs.fact_pairs_per_label`` fact pairs per label, with ``text_pairs.arguments`` over
+    ``arguments``. Checkpoints go to each stage's work folder; a re-run after a kill resumes the newest
+    one (:func:`molmix.training.train_and_save`), and a ``texts`` checkpoint makes the ``facts`` stage
+    unnecessary.
     """
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     from molmix.model_card import Card, data_file
-    from molmix.training import save_model, train_and_save, trainer_arguments
+    from molmix.training import (
+        resumable_checkpoint,
+        save_model,
+        train_and_save,
+        trainer_arguments,
+        work_dir_for,
+    )
 
     raw = read_artifact(train_raw, "pairs")
     facts = facts_in_split(raw, str(train_raw))
     pairs = labelled_pairs(facts, cfg["heldout_fraction"], cfg["pairs_per_label"], seed, cfg["neutral_ratio"])
+    texts_cfg = cfg["text_pairs"]
+    train_texts = text_pairs(molecules_in_split(raw, str(train_raw)), texts_cfg["pairs_per_label"], seed)
     log.info(
-        "demo NLI pairs from %d facts: train %s, held-out %s",
+        "demo NLI pairs from %d facts: train %s, held-out %s; text pairs %s",
         len(facts),
         pairs["train"]["label"].value_counts().to_dict(),
         pairs["heldout"]["label"].value_counts().to_dict(),
+        train_texts["label"].value_counts().to_dict(),
     )
-    sentences = sorted({s for frame in pairs.values() for s in (*frame["premise"], *frame["hypothesis"])})
+    frames = [*pairs.values(), train_texts]
+    sentences = sorted({s for frame in frames for s in (*frame["premise"], *frame["hypothesis"])})
     tokenizer = train_tokenizer(sentences, cfg["vocab_size"])
-    model = build_model(tokenizer, cfg["architecture"], cfg["max_length"], seed)
-
-    encoded = tokenizer(
-        list(pairs["train"]["premise"]),
-        list(pairs["train"]["hypothesis"]),
-        truncation=True,
-        max_length=cfg["max_length"],
-    )
-    labels = [LABEL2ID[label] for label in pairs["train"]["label"]]
-    dataset = [
-        {"input_ids": ids, "attention_mask": mask, "labels": label}
-        for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], labels, strict=True)
-    ]
-
-    def make_trainer():
-        args = TrainingArguments(**trainer_arguments(cfg["arguments"], out_dir, seed, disable_tqdm=True))
-        return Trainer(
-            model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer)
-        )
-
+    stages = {"facts": (pairs["train"], cfg["arguments"])}
+    if len(train_texts):
+        replayed = labelled_pairs(
+            facts, cfg["heldout_fraction"], texts_cfg["fact_pairs_per_label"], seed, cfg["neutral_ratio"]
+        )["train"]
+        mixed = pd.concat([replayed, train_texts]).sample(frac=1, random_state=seed, ignore_index=True)
+        stages["texts"] = (mixed, {**cfg["arguments"], **texts_cfg["arguments"]})
+    names = list(stages)
+    folders = stage_dirs(out_dir, names)
     settings = {"cfg": cfg, "seed": seed, "train": pairs["train"].to_dict("records")}
+    stage_settings = {
+        name: {**settings, "stage": name, "texts": train_texts.to_dict("records")} for name in names
+    }
+    # a later stage with a checkpoint starts from it: the earlier stages are not needed again
+    first = next(
+        (
+            i
+            for i in range(len(names) - 1, 0, -1)
+            if resumable_checkpoint(work_dir_for(folders[names[i]]), stage_settings[names[i]])
+        ),
+        0,
+    )
     card = Card(
         what="The demo's NLI model: a tiny DeBERTa-v2 cross-encoder (contradiction, entailment, neutral) "
-        "trained on the demo's own fact pairs; it stands in for a pretrained NLI model offline.",
-        data=[data_file(train_raw, len(pairs["train"]), "fact pairs labelled by the facts each side states")],
+        "trained on the demo's own fact pairs, then on caption and sentence pairs too; it stands in for a "
+        "pretrained NLI model offline.",
+        data=[
+            data_file(train_raw, len(pairs["train"]), "fact pairs labelled by the facts each side states"),
+            data_file(train_raw, len(train_texts), "caption and sentence pairs labelled the same way"),
+        ],
         method="Sequence classification from randomly initialised weights with transformers' `Trainer`, "
-        "and a WordPiece tokenizer trained on the pairs' sentences.",
+        "first on the fact pairs, then on fact and text pairs; a WordPiece tokenizer trained on all "
+        "their sentences.",
         settings=cfg,
         seed=seed,
         scores={str(metrics_path): "held-out accuracy, written by the same step after saving"},
         pipeline_tag="text-classification",
         tags=["nli"],
     )
-    _, result = train_and_save(
-        make_trainer, settings, out_dir, lambda t: save_model(t, tokenizer, out_dir, card)
-    )
+    model = build_model(tokenizer, cfg["architecture"], cfg["max_length"], seed)
+    losses = {}
+    for name in names[first:]:
+        frame, arguments = stages[name]
+        dataset = pair_dataset(tokenizer, frame, cfg["max_length"])
+
+        def make_trainer(arguments=arguments, folder=folders[name], dataset=dataset, model=model):
+            args = TrainingArguments(**trainer_arguments(arguments, folder, seed, disable_tqdm=True))
+            return Trainer(
+                model=model,
+                args=args,
+                train_dataset=dataset,
+                data_collator=DataCollatorWithPadding(tokenizer),
+            )
+
+        last = name == names[-1]
+        trainer, result = train_and_save(
+            make_trainer,
+            stage_settings[name],
+            folders[name],
+            (lambda t: save_model(t, tokenizer, out_dir, card)) if last else (lambda t: None),
+        )
+        model = trainer.model
+        losses[name] = float(result.training_loss)
+        log.info("demo NLI model, %s stage (%d pairs): training loss %.3f", name, len(frame), losses[name])
     metrics = {
         "facts": len(facts),
         "train_pairs": len(pairs["train"]),
-        "train_loss": float(result.training_loss),
+        "train_text_pairs": len(train_texts),
+        "train_loss": losses,
         "heldout": evaluate(out_dir, pairs["heldout"]),
         "label_order": [ID2LABEL[i] for i in sorted(ID2LABEL)],
     }
