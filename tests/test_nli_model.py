@@ -239,6 +239,7 @@ def test_a_run_killed_in_the_text_stage_resumes_it_without_the_fact_stage(
         train(tmp_path / "killed")
     monkeypatch.setattr(Trainer, "__init__", original)
     assert list(work_dir_for(tmp_path / "killed/nli").glob("checkpoint-*"))
+    caplog.clear()  # only the re-run's records
     caplog.set_level("INFO")
     metrics = train(tmp_path / "killed")
     assert "resuming from" in caplog.text and "facts stage" not in caplog.text
