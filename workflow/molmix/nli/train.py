@@ -443,15 +443,9 @@ def train_nli_model(
     stage_settings = {
         name: {**settings, "stage": name, "texts": train_texts.to_dict("records")} for name in names
     }
-    # a later stage with a checkpoint starts from it: the earlier stages are not needed again
-    first = next(
-        (
-            i
-            for i in range(len(names) - 1, 0, -1)
-            if resumable_checkpoint(work_dir_for(folders[names[i]]), stage_settings[names[i]])
-        ),
-        0,
-    )
+    # a checkpoint of the texts stage is resumed without training the facts stage again
+    resume_texts = "texts" in stages and resumable_checkpoint(work_dir_for(out_dir), stage_settings["texts"])
+    first = names.index("texts") if resume_texts else 0
     card = Card(
         what="The demo's NLI model: a tiny DeBERTa-v2 cross-encoder (contradiction, entailment, neutral) "
         "trained on the demo's own fact pairs, then on caption and sentence pairs too; it stands in for a "
