@@ -124,8 +124,10 @@ def load_policy(
     quantization: Mapping[str, Any],
     gradient_checkpointing: bool = False,
     quantize_without_cuda: bool = False,
+    dtype: str = "float32",
 ):
-    """The initial model, quantised and prepared for k-bit training when quantisation is on.
+    """The initial model, quantised and prepared for k-bit training when quantisation is on, else in
+    ``dtype`` (``align.policy_dtype``; bfloat16 is the opt-in bf16 LoRA mode of docs/paper-scale.md).
 
     Gradient checkpointing follows the training settings (Fig. 14: off) and is never used without CUDA;
     PEFT's preparation would otherwise switch it on.
@@ -134,7 +136,7 @@ def load_policy(
 
     lm.check_model_dir(model_dir)
     if not use_quantization(quantization, quantize_without_cuda):
-        return lm.load_causal_lm(model_dir), False
+        return lm.load_causal_lm(model_dir, dtype), False
     from peft import prepare_model_for_kbit_training
 
     config = bnb_config(quantization)
@@ -308,9 +310,13 @@ def without_eos(records: Sequence[Mapping[str, Any]], tokenizer) -> list[dict[st
 
 
 def count_over_length(
-    records: Sequence[Mapping[str, Any]], tokenizer, max_length: int, max_completion_length: int | None = None
+    records: Sequence[Mapping[str, Any]],
+    tokenizer,
+    max_length: int | None,
+    max_completion_length: int | None = None,
 ) -> int:
-    """How many records exceed ``max_length`` tokens (or a completion ``max_completion_length``).
+    """How many records exceed ``max_length`` tokens (or a completion ``max_completion_length``; None:
+    no limit, as SFT's with ``padding_free``).
 
     TRL truncates such examples silently; this count is logged so the loss of text is visible.
     """
@@ -319,7 +325,7 @@ def count_over_length(
         prompt = len(tokenizer(record["prompt"]).input_ids)
         completions = [record[k] for k in ("completion", "chosen", "rejected") if k in record]
         longest = max(len(tokenizer(c, add_special_tokens=False).input_ids) for c in completions) + 1
-        too_long = prompt + longest > max_length
+        too_long = max_length is not None and prompt + longest > max_length
         if max_completion_length is not None:
             too_long |= longest > max_completion_length
         over += too_long
@@ -438,7 +444,8 @@ def train_alignment(
     ``negatives_paths``: the training split's pairs; ``validation_paths``: the validation split's, on
     which the trainer computes ``eval_loss`` (every ``eval_steps`` with ``eval_strategy: steps``) and,
     with ``load_best_model_at_end``, picks the checkpoint it keeps. ``cfg``: ``training``, ``methods``
-    (with ``method``'s settings), ``lora``, ``quantization`` and ``quantize_without_cuda``.
+    (with ``method``'s settings), ``lora``, ``quantization``, ``quantize_without_cuda`` and
+    ``policy_dtype`` (absent: float32).
     ``outputs``: adapter (folder), model (merged folder), history (Parquet; its metadata says which
     step was kept, :func:`kept_checkpoint`), curve (PNG). Trainer checkpoints go to the adapter's work
     folder; a re-run after a kill resumes from the newest one (:func:`molmix.training.train_and_save`).
@@ -455,7 +462,11 @@ def train_alignment(
     tokenizer = lm.load_tokenizer(init_dir)
     checkpointing = method_settings(cfg, method).get("gradient_checkpointing", False)
     model, quantized = load_policy(
-        init_dir, cfg["quantization"], checkpointing, cfg.get("quantize_without_cuda", False)
+        init_dir,
+        cfg["quantization"],
+        checkpointing,
+        cfg.get("quantize_without_cuda", False),
+        cfg.get("policy_dtype", "float32"),
     )
 
     def make_trainer():

@@ -45,6 +45,15 @@ CLASSES = {  # name -> (distribution, module, attribute)
 }
 METHOD_CONFIGS = {"sft": "SFTConfig", "dpo": "DPOConfig", "cpo": "CPOConfig", "kto": "KTOConfig"}
 """The TRL config class of each alignment method."""
+_PAIRS_HAVE_NO_INPUT_IDS = (
+    "transformers' length-grouped sampler measures input_ids, which TRL's tokenised pairs lack"
+)
+NOT_GROUPED_BY_LENGTH = {
+    "dpo": _PAIRS_HAVE_NO_INPUT_IDS,
+    "cpo": _PAIRS_HAVE_NO_INPUT_IDS,
+    "kto": "TRL's KTO reads its records in order (its KL pairs are batch neighbours)",
+}
+"""Methods whose trainers refuse ``train_sampling_strategy: group_by_length`` once a run starts, and why."""
 
 _SFT_OWNED = {**PIPELINE_ARGUMENTS, **SFT_ARGUMENTS}
 BLOCKS: tuple[tuple[str, tuple[str, ...], Mapping[str, str]], ...] = (
@@ -154,7 +163,7 @@ def check_library_settings(config: Mapping[str, Any]) -> None:
 
 
 def check_alignment_evaluation(config: Mapping[str, Any]) -> None:
-    """Evaluation and batch settings of each method an alignment run uses (``align.training`` with
+    """Evaluation, batch and execution settings of each method an alignment run uses (``align.training`` with
     ``align.methods.<method>`` over it), each error naming the key where the value is set.
 
     - ``load_best_model_at_end`` needs ``eval_strategy: steps`` (molmix saves a checkpoint every
@@ -163,6 +172,10 @@ def check_alignment_evaluation(config: Mapping[str, Any]) -> None:
       no checkpoint, and another step would be kept.
     - KTO needs per-device batches of at least 2, for training and, when it evaluates, for evaluation:
       TRL estimates its KL term from mismatched pairs inside one batch.
+    - Length-grouped batches (``train_sampling_strategy: group_by_length``) are SFT's only
+      (:data:`NOT_GROUPED_BY_LENGTH`), and SFT's ``padding_free`` without ``packing`` needs
+      ``max_length: null``: TRL truncates nothing then, and refuses a limit. (DPO's ``padding_free``
+      TRL 1.16 switches off with a warning.)
     """
     align = config.get("align") or {}
     for method in sorted({m for run in align.get("runs", []) for m in run["methods"]}):
@@ -182,6 +195,18 @@ def check_alignment_evaluation(config: Mapping[str, Any]) -> None:
                     f"load_best_model_at_end is true, but it is {steps} for {method}: a step evaluated "
                     "between two checkpoints cannot be the one kept"
                 )
+        grouped = settings.get("train_sampling_strategy") == "group_by_length"
+        if grouped and method in NOT_GROUPED_BY_LENGTH:
+            raise ConfigError(
+                f"{_setting(method, own, 'train_sampling_strategy')}: group_by_length is not possible for "
+                f"{method}: {NOT_GROUPED_BY_LENGTH[method]}; remove it (SFT only)"
+            )
+        padding_free = method == "sft" and settings.get("padding_free") and not settings.get("packing")
+        if padding_free and settings.get("max_length") is not None:
+            raise ConfigError(
+                f"{_setting(method, own, 'max_length')}: SFT's padding_free without packing truncates "
+                f"nothing, and TRL refuses a max_length ({settings['max_length']}); set it to null"
+            )
         if method != "kto":
             continue
         keys = ["per_device_train_batch_size"] + (["per_device_eval_batch_size"] if strategy != "no" else [])
