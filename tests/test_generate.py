@@ -57,6 +57,32 @@ def test_causal_models_pad_left_and_batching_does_not_change_outputs(tiny):
     assert batched == one_by_one
 
 
+def test_length_sorted_batches_pad_less_and_keep_outputs_in_input_order(tiny):
+    model, tokenizer, _ = load_generator(tiny / "cap2mol")
+    smiles = ("c1ccccc1[N+](=O)[O-]CCCCCC", "C", "CCCCCCCCCCCCCCCCCCCC(=O)O", "O", "C#CC(=O)O", "N")
+    prompts = [build_prompt("mol2cap", s) for s in smiles]
+    decode = model.generate
+
+    def run(length_sorted):
+        shapes = []
+
+        def recording(input_ids, **kwargs):
+            shapes.append(input_ids.shape)
+            return decode(input_ids=input_ids, **kwargs)
+
+        model.generate = recording
+        cfg = {**DECODING, "batch_size": 2, "length_sorted": length_sorted}
+        outputs, truncated, _ = generate_texts(model, tokenizer, False, prompts, cfg)
+        return outputs, truncated, sum(rows * width for rows, width in shapes)
+
+    outputs, truncated, padded_tokens = run(False)
+    sorted_outputs, sorted_truncated, sorted_padded_tokens = run(True)
+    model.generate = decode
+    assert (sorted_outputs, sorted_truncated) == (outputs, truncated)
+    assert outputs == generate_texts(model, tokenizer, False, prompts, {**DECODING, "batch_size": 1})[0]
+    assert sorted_padded_tokens < padded_tokens
+
+
 def test_post_processing_keeps_smiles_and_cuts_at_the_next_section(tiny):
     tokenizer = lm.load_tokenizer(tiny / "cap2mol", padding_side="left")
     continuations = [

@@ -139,15 +139,24 @@ def postprocess_smiles(predictions: Sequence[str], system: str, settings: Mappin
 def generate_texts(
     model, tokenizer, seq2seq: bool, prompts: Sequence[str], cfg: Mapping[str, Any]
 ) -> tuple[list[str], list[bool], dict[str, float]]:
-    """Responses for ``prompts``, whether each hit ``max_new_tokens``, and throughput statistics."""
+    """Responses for ``prompts``, whether each hit ``max_new_tokens``, and throughput statistics.
+
+    Prompts go in batches of ``cfg["batch_size"]``, in input order or, with ``cfg["length_sorted"]``,
+    shortest first; the outputs are in input order either way.
+    """
     import torch
 
-    responses, truncated = [], []
+    responses, truncated = [None] * len(prompts), [False] * len(prompts)
     new_tokens = 0
     start = time.perf_counter()
     batch_size = cfg["batch_size"]
+    order = list(range(len(prompts)))
+    if cfg.get("length_sorted"):  # batches of similar length: less padding to compute over
+        lengths = [len(ids) for ids in tokenizer(list(prompts))["input_ids"]]
+        order.sort(key=lambda i: lengths[i])
     for begin in tqdm(range(0, len(prompts), batch_size), desc="generate", mininterval=5):
-        batch = list(prompts[begin : begin + batch_size])
+        chosen = order[begin : begin + batch_size]
+        batch = [prompts[i] for i in chosen]
         # special tokens as in training (TRL tokenizes prompts with them): BOS for Llama, EOS for T5
         encoded = tokenizer(batch, return_tensors="pt", padding=True)
         encoded = {k: v.to(model.device) for k, v in encoded.items() if k != "token_type_ids"}
@@ -161,14 +170,14 @@ def generate_texts(
                 **({} if seq2seq else {"stop_strings": [SECTION_MARKER], "tokenizer": tokenizer}),
             )
         generated = output if seq2seq else output[:, encoded["input_ids"].shape[1] :]
-        for row in generated:
+        for index, row in zip(chosen, generated, strict=True):
             tokens = row[row != tokenizer.pad_token_id]
             length = int(len(tokens))
             new_tokens += length
             text = tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             stopped = bool((tokens == tokenizer.eos_token_id).any()) or SECTION_MARKER in text
-            responses.append(extract_response(text))
-            truncated.append(not stopped and length >= cfg["max_new_tokens"])
+            responses[index] = extract_response(text)
+            truncated[index] = not stopped and length >= cfg["max_new_tokens"]
     seconds = time.perf_counter() - start
     stats = {
         "seconds": seconds,
