@@ -33,6 +33,15 @@ from conftest import REPO
 
 LOSS_TOLERANCE = 1e-6
 """Relative tolerance of a loss (float32 sums taken in another order)."""
+EXECUTION_KEYS = {
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "padding_free",
+    "train_sampling_strategy",
+    "precompute_ref_log_probs",
+}
+"""Settings of configs/paper-faster.yaml that change how a run executes, not its losses (and SFT's
+``max_length: null``, which TRL's padding-free batches need: they truncate nothing)."""
 GRADIENT_TOLERANCE = {"rtol": 1e-5, "atol": 1e-7}
 """``torch.allclose`` tolerance of a gradient (the largest LoRA gradient here is about 0.04)."""
 SETTINGS = {
@@ -294,3 +303,36 @@ def test_bf16_lora_mode_is_opt_in_and_off_in_the_paper_config(tiny, write_config
     assert not quantized and policy.dtype == torch.bfloat16
     paper = load_config(REPO / "configs/paper.yaml")["align"]
     assert paper["quantization"]["load_in_4bit"] and "policy_dtype" not in paper
+
+
+def test_the_faster_paper_config_changes_only_how_the_grid_runs():
+    """configs/paper-faster.yaml, layered on configs/paper.yaml as a second --configfile, is valid and keeps
+    every method's effective batch (per-device batch x accumulation) and every other value of the
+    paper's alignment settings; it sets only the execution options of docs/paper-scale.md."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from molmix.config import validate_config
+    from molmix.names import ALIGN_METHODS
+
+    def effective(align, method):
+        settings = {**align["training"], **align["methods"][method]}
+        batch = settings["per_device_train_batch_size"] * settings["gradient_accumulation_steps"]
+        return batch, {k: v for k, v in settings.items() if k not in EXECUTION_KEYS}
+
+    paper = yaml.safe_load((REPO / "configs/paper.yaml").read_text())
+    faster = yaml.safe_load((REPO / "configs/paper-faster.yaml").read_text())
+    layered = yaml.safe_load((REPO / "configs/paper.yaml").read_text())
+    update_config(layered, faster)
+    validate_config(paper)
+    validate_config(layered)
+    assert layered["align"]["methods"]["sft"].pop("max_length") is None
+    paper["align"]["methods"]["sft"].pop("max_length")
+    for method in ALIGN_METHODS:
+        assert effective(layered["align"], method) == effective(paper["align"], method), method
+    assert {k: v for k, v in layered["align"].items() if k not in ("training", "methods")} == {
+        k: v for k, v in paper["align"].items() if k not in ("training", "methods")
+    }
+    for block in ("generate", "negatives"):
+        assert {**layered[block], "length_sorted": False} == paper[block]
+        assert layered[block]["length_sorted"]
