@@ -11,11 +11,12 @@ and whether the outputs are identical. One thread unless ``--threads``.
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
-import yaml
 
 from molmix.artifacts import read_artifact
+from molmix.config import load_config
 from molmix.generate import generate_for_pairs, load_generator
 
 
@@ -29,8 +30,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    with open("config.yaml") as fh:
-        cfg = yaml.safe_load(fh)["generate"]
+    cfg = load_config(Path(__file__).resolve().parents[1] / "config.yaml")["generate"]
     if args.batch_size:
         cfg["batch_size"] = args.batch_size
     pairs = read_artifact(args.pairs, "pairs")

@@ -150,3 +150,13 @@ def negatives_file(tmp_path_factory):
     cap2mol, _ = preference_pairs(PAIRS, "cap2mol", ["CCO", "C1CC1", "CC#N"], "t5")
     write_artifact(pd.concat([mol2cap, cap2mol], ignore_index=True), path, "negatives")
     return path
+
+
+def assert_baselines_tell_captions_apart(captions):
+    """Each baseline in ``caption_checks``' result covers a held-out caption by itself at least
+    :data:`BASELINE_SELF_COVERAGE_BAR`, and more than the caption sharing the fewest facts with it does."""
+    from molmix.names import NLI_BASELINES
+
+    for method in NLI_BASELINES:
+        assert captions[method]["self_coverage"] >= BASELINE_SELF_COVERAGE_BAR, method
+        assert captions[method]["self_coverage"] > captions[method]["unrelated_coverage"], method
