@@ -17,11 +17,11 @@ import yaml
 from molmix.runtime import pin_cpu_kernels
 
 REPO = Path(__file__).resolve().parents[1]
-TEXT_ACCURACY_BAR = 0.4
+TEXT_ACCURACY_BAR = 0.6
 """The demo NLI model's least balanced accuracy on held-out caption and sentence pairs (chance: 1/3)."""
-BASELINE_SELF_COVERAGE_BAR = 0.25
-"""The least coverage of a held-out caption by itself for the full-text and sentence-level baselines, which
-must also exceed their coverage of it by an unrelated caption (the issue asks for 0.9: not reached)."""
+BASELINE_SELF_COVERAGE_BAR = 0.9
+"""The issue's least coverage of a held-out caption by itself for the full-text and sentence-level
+baselines, which must also exceed their coverage of it by an unrelated caption."""
 # transformers copies remote-code models' code into its modules cache, read once at import and put on
 # sys.path: one folder per test session keeps it out of the user's home and the same for every test.
 os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="molmix-hf-modules-"))
@@ -135,6 +135,23 @@ def tiny(tmp_path_factory):
         model.save_pretrained(root / task)
         lm.load_tokenizer(root / "tok").save_pretrained(root / task)
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo as `bench/demo_run.py` runs it (`make demo`'s commands in a fresh copy of the checkout),
+    once per test session: tests/test_demo.py and tests/test_nli_model.py read it."""
+    directory = tmp_path_factory.mktemp("demo")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench/demo_run.py"), "--directory", str(directory)],
+        capture_output=True,
+        text=True,
+    )
+    log = directory / "demo_run.log"
+    tail = log.read_text()[-5000:] if log.exists() else ""
+    assert result.returncode == 0, f"{result.stdout}{result.stderr}\n{tail}"
+    print(result.stdout)
+    return directory
 
 
 @pytest.fixture(scope="session")

@@ -7,28 +7,11 @@ import sys
 
 import pytest
 
-from conftest import REPO, TEXT_ACCURACY_BAR, assert_baselines_tell_captions_apart
+from conftest import REPO
 from molmix.artifacts import read_artifact
 from molmix.bootstrap import smiles_validity
-from molmix.names import NLI_METHODS
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """The demo as `bench/demo_run.py` runs it (`make demo`'s commands in a fresh copy of the checkout)."""
-    directory = tmp_path_factory.mktemp("demo")
-    result = subprocess.run(
-        [sys.executable, str(REPO / "bench/demo_run.py"), "--directory", str(directory)],
-        capture_output=True,
-        text=True,
-    )
-    log = directory / "demo_run.log"
-    tail = log.read_text()[-5000:] if log.exists() else ""
-    assert result.returncode == 0, f"{result.stdout}{result.stderr}\n{tail}"
-    print(result.stdout)
-    return directory
 
 
 def test_demo_ends_with_every_table_figure_and_the_report(demo_run):
@@ -46,23 +29,11 @@ def test_demo_ends_with_every_table_figure_and_the_report(demo_run):
 
 
 def test_demo_models_learn(demo_run):
-    """Per-task models far above the untrained base; the NLI model right on held-out pairs and captions,
-    its baselines able to tell a caption from an unrelated one."""
+    """Per-task models far above the untrained base (the NLI model's checks: tests/test_nli_model.py)."""
     check = json.loads((demo_run / "results/models/demo/learning_check.json").read_text())
     assert check["untrained"]["bleu2"] < 0.05 and check["untrained"]["validity"] < 0.05
     assert check["mol2cap"]["bleu2"] >= check["untrained"]["bleu2"] + 0.3
     assert check["mol2cap"]["rougeL"] >= check["untrained"]["rougeL"] + 0.3
-    nli = json.loads((demo_run / "results/models/demo/nli.metrics.json").read_text())
-    assert nli["heldout"]["accuracy"] >= 0.85
-    captions = nli["captions"]  # the issues' bars on held-out captions
-    assert set(NLI_METHODS) <= set(captions)
-    atomic = captions["atomic"]
-    assert atomic["self_coverage"] >= 0.9
-    assert atomic["self_hallucination"] <= 0.1 and atomic["self_unsupported"] <= 0.1
-    assert atomic["unrelated_coverage"] <= 0.3
-    assert abs(atomic["shifted_unsupported"] - captions["shifted_unstated_share"]) <= 0.1
-    assert nli["heldout_texts"]["balanced_accuracy"] >= TEXT_ACCURACY_BAR  # captions and sentences
-    assert_baselines_tell_captions_apart(captions)
 
 
 def test_demo_scores_every_system_on_the_whole_test_split(demo_run):
