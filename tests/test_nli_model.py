@@ -111,16 +111,15 @@ def test_text_pairs_are_labelled_by_the_facts_each_side_states(demo):
 def test_every_molecule_gives_a_caption_and_a_sentence_that_entail_themselves(demo):
     """The second stage's self pairs: per molecule a whole caption and a single sentence of one, each paired
     with itself and labelled entailment, as the facts they state make them."""
-    from molmix.demo_data import all_facts
     from molmix.nli.baselines import sentence_units
-    from molmix.nli.train import fact_wordings, molecules_in_split, self_pairs, text_facts
+    from molmix.nli.train import facts_by_wording, molecules_in_split, self_pairs, text_facts
 
     root, config = demo
     molecules = molecules_in_split(read_artifact(root / "train.parquet", "pairs"), "train")[:50]
     pairs = self_pairs(molecules, config["seed"])
     assert (pairs["premise"] == pairs["hypothesis"]).all() and set(pairs["label"]) == {"entailment"}
     assert 90 <= len(pairs) <= 100  # a caption and a sentence per molecule, minus repeats
-    by_wording = {wording: fact for fact in all_facts() for wording in fact_wordings(fact)}
+    by_wording = facts_by_wording()
     stated = [text_facts(text, by_wording) for text in pairs["premise"]]
     whole = [frozenset(facts) for facts in molecules]
     assert all(facts and any(facts <= m for m in whole) for facts in stated)  # a molecule's, in part

@@ -80,6 +80,11 @@ def fact_wordings(fact: Fact) -> list[str]:
     return list(dict.fromkeys([fact.statement, *fact.rewordings, clause_atom(fact)]))
 
 
+def facts_by_wording() -> dict[str, Fact]:
+    """Every demo fact under each of its wordings (:func:`fact_wordings`), for :func:`text_facts`."""
+    return {wording: fact for fact in all_facts() for wording in fact_wordings(fact)}
+
+
 def relation(premise: Collection[Fact], hypothesis: Collection[Fact]) -> str:
     """The gold NLI label of two texts from the facts each states (one fact each for an atom)."""
     stated = {fact.slot: fact for fact in premise if fact.exclusive}
@@ -126,7 +131,7 @@ def text_pairs(molecules: Sequence[list[Fact]], pairs_per_label: int, seed: int)
     from molmix.nli.baselines import sentence_units
 
     rng = random.Random(seed)
-    by_wording = {wording: fact for fact in all_facts() for wording in fact_wordings(fact)}
+    by_wording = facts_by_wording()
     chosen: dict[str, dict[tuple[str, str], None]] = {label: {} for label in LABEL2ID}
     for _ in range(50 * pairs_per_label):
         if min(map(len, chosen.values())) >= pairs_per_label:
